@@ -1,9 +1,59 @@
-//! Pacer's API objects (`pacer.dev/v1`): App, Instance, Node, Deployment, Offer, Event and the
-//! RBAC kinds, with defaulting and validation. Pure data: this crate depends on no crate of
-//! ours and does no IO.
+//! Pacer's API objects (`pacer.dev/v1`): App, Instance, Node, Deployment, Offer and Event,
+//! with Kubernetes-style metadata, `Status`, `Scale` and lists; Marathon's defaults; validation
+//! with Kubernetes field paths; strict decoding; the one mapping between Marathon ids and
+//! namespaced names; and JSON Schemas generated from the types. Pure data: this crate depends
+//! on no crate of ours and does no IO.
 //!
-//! The object types arrive with the API server (issue 4); until then the crate holds only the
-//! API group identity that every other crate agrees on.
+//! The API server is generic over [`Resource`]: for a decoded object it calls
+//! [`Resource::apply_defaults`], then [`Resource::validate`] (or
+//! [`Resource::validate_update`]), and answers failures with [`Status::invalid`] or
+//! [`Status::from_decode_error`].
+
+pub mod app;
+pub mod capacity;
+pub mod condition;
+pub mod constraint;
+pub mod container;
+pub mod decode;
+pub mod defaults;
+pub mod dependency;
+pub mod deployment;
+pub mod env;
+pub mod event;
+pub mod field_error;
+pub mod health;
+pub mod instance;
+pub mod list;
+pub mod marathon_id;
+pub mod meta;
+pub mod names;
+pub mod networking;
+pub mod node;
+mod number;
+pub mod offer;
+pub mod resource;
+pub mod scale;
+pub mod schema;
+pub mod status;
+pub mod time;
+pub mod validation;
+mod wire_enum;
+
+pub use app::{App, AppSpec, AppStatus};
+pub use decode::{DecodeError, decode_strict};
+pub use deployment::Deployment;
+pub use event::Event;
+pub use field_error::{FieldError, FieldErrorKind, FieldPath};
+pub use instance::Instance;
+pub use list::List;
+pub use marathon_id::{MarathonId, MarathonIdError, NamespacedName};
+pub use meta::{ListMeta, ObjectMeta};
+pub use node::Node;
+pub use offer::Offer;
+pub use resource::{HasSpec, HasStatus, Resource};
+pub use scale::Scale;
+pub use status::Status;
+pub use time::Time;
 
 /// The API group of every Pacer object.
 pub const GROUP: &str = "pacer.dev";

@@ -1,0 +1,115 @@
+//! `Offer`: a slice of one node's free resources offered to one role's scheduler, Mesos-style.
+//! The offer broker creates offers (fairly across roles, by Dominant Resource Fairness) and
+//! expires them; the placement controller or an external scheduler accepts or declines them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::capacity::Resources;
+use crate::meta::ObjectMeta;
+use crate::resource::impl_resource;
+use crate::time::Time;
+
+/// Free resources of one node, offered to one role (cluster-scoped).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(title = "Offer")]
+pub struct Offer {
+    /// `pacer.dev/v1`.
+    #[serde(default)]
+    pub api_version: String,
+    /// `Offer`.
+    #[serde(default)]
+    pub kind: String,
+    /// Name (unique offer id).
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// What is offered, to whom, until when.
+    #[serde(default)]
+    pub spec: OfferSpec,
+    /// The answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<OfferStatus>,
+}
+
+impl_resource!(Offer {
+    kind: "Offer",
+    plural: "offers",
+    singular: "offer",
+    short_names: ["of"],
+    categories: [],
+    namespaced: false,
+    scale: false,
+    defaults: crate::defaults::apply_offer_defaults,
+    validate: crate::validation::validate_offer,
+    validate_update: crate::validation::validate_offer_update,
+    spec: OfferSpec,
+    status: OfferStatus,
+});
+
+/// What is offered, to whom, until when.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferSpec {
+    /// Node whose resources these are.
+    #[serde(default)]
+    pub node_name: String,
+    /// Host name of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Role the offer is made to (`*` for unreserved resources).
+    #[serde(default)]
+    pub role: String,
+    /// The offered amounts.
+    #[serde(default)]
+    pub resources: Resources,
+    /// The node's attributes, for constraint matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
+    /// The offer is void after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+}
+
+/// Phase of an offer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum OfferPhase {
+    /// Waiting for an answer.
+    #[default]
+    Offered,
+    /// Accepted: the listed instances were launched with it.
+    Accepted,
+    /// Declined; the resources are not re-offered to the role for `refuseSeconds`.
+    Declined,
+    /// Not answered before `expiresAt`.
+    Expired,
+    /// Withdrawn by the broker (node lost, resources gone).
+    Rescinded,
+}
+
+/// The answer to an offer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferStatus {
+    /// Phase.
+    #[serde(default)]
+    pub phase: OfferPhase,
+    /// Who answered (scheduler name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Instances launched with an accepted offer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<String>,
+    /// Seconds the declined resources are filtered from the role (decline filter).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::number::serialize_option"
+    )]
+    pub refuse_seconds: Option<f64>,
+    /// Why it was declined or rescinded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
