@@ -78,11 +78,14 @@ impl Election {
                 .get(&key)
                 .await?
                 .map(|kv| kv.create_revision)
-                .ok_or_else(|| StoreError::LeaseNotFound(lease))?,
+                .ok_or(StoreError::LeaseNotFound(lease))?,
             Err(error) => return Err(error),
         };
         loop {
-            let page = self.store.list(&self.prefix, &ListOptions::default()).await?;
+            let page = self
+                .store
+                .list(&self.prefix, &ListOptions::default())
+                .await?;
             if !page.items.iter().any(|kv| kv.key == key) {
                 // Our key vanished: the lease ended while we waited.
                 return Err(StoreError::LeaseNotFound(lease));
@@ -109,7 +112,10 @@ impl Election {
 
     /// The current leader's key-value, if anyone leads.
     pub async fn leader(&self) -> Result<Option<KeyValue>> {
-        let page = self.store.list(&self.prefix, &ListOptions::default()).await?;
+        let page = self
+            .store
+            .list(&self.prefix, &ListOptions::default())
+            .await?;
         Ok(page.items.into_iter().min_by_key(|kv| kv.create_revision))
     }
 
@@ -120,7 +126,10 @@ impl Election {
             a.map(|kv| (&kv.key, kv.create_revision)) == b.map(|kv| (&kv.key, kv.create_revision))
         };
         loop {
-            let page = self.store.list(&self.prefix, &ListOptions::default()).await?;
+            let page = self
+                .store
+                .list(&self.prefix, &ListOptions::default())
+                .await?;
             let leader = page.items.into_iter().min_by_key(|kv| kv.create_revision);
             if !same(leader.as_ref(), current) {
                 return Ok(leader);

@@ -33,12 +33,14 @@ pub enum StoreError {
         /// The key's current `mod_revision` (`0` = absent).
         actual: Revision,
     },
-    /// The requested revision has been compacted away: relist and watch from the new revision.
+    /// The requested revision has been compacted away (reads below the compacted revision,
+    /// watches from below it): relist and watch from the new revision.
     #[error("revision {requested} has been compacted (compacted up to {compacted})")]
     Expired {
         /// The revision the caller asked for.
         requested: Revision,
-        /// The store's compacted revision: history at or below it is gone.
+        /// The store's compacted revision: the state at it can still be read, history below it
+        /// is gone, and watches must start at or after it.
         compacted: Revision,
     },
     /// A revision in the future was asked for.
@@ -108,6 +110,10 @@ pub enum StoreError {
         /// The underlying failure.
         message: String,
     },
+    /// The backend's configuration is wrong (a malformed URL, unreadable TLS files, no
+    /// endpoints); fix the configuration, retrying will not help.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
     /// A local failure of the backend (I/O, corruption, a closed database).
     #[error("store backend failed: {0}")]
     Backend(String),

@@ -6,8 +6,10 @@ use crate::error::{Result, StoreError};
 /// Largest value accepted, in bytes: etcd's default `--max-request-bytes` (1.5 MiB).
 pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
 
-/// Largest transaction accepted, in bytes of keys and values together (also 1.5 MiB).
-pub const MAX_TXN_BYTES: usize = MAX_VALUE_BYTES;
+/// Largest transaction accepted, in bytes of keys and values together: one value of the
+/// largest size plus room for keys. etcd servers must run with `--max-request-bytes` of at
+/// least 2 MiB to accept it with protobuf overhead (our test servers do).
+pub const MAX_TXN_BYTES: usize = MAX_VALUE_BYTES + 64 * 1024;
 
 /// Most operations in one transaction (compares and writes together): etcd's `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
@@ -31,6 +33,7 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     if prefix == "/" {
         return Ok(());
     }
+    validate_shape(prefix)?;
     validate_shape(prefix.strip_suffix('/').unwrap_or(prefix))
 }
 
@@ -73,7 +76,10 @@ fn validate_shape(key: &str) -> Result<()> {
         return Err(invalid(key, "a key must not contain control characters"));
     }
     if key.contains("//") {
-        return Err(invalid(key, "a key must not contain an empty segment ('//')"));
+        return Err(invalid(
+            key,
+            "a key must not contain an empty segment ('//')",
+        ));
     }
     Ok(())
 }

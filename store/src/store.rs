@@ -36,7 +36,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;
 
-    /// Discards history at and below `revision`: watches and reads from there on get
+    /// Discards history before `revision` (etcd's compaction): the state at `revision` stays
+    /// readable, reads below it and watches with `after < revision` get
     /// [`StoreError::Expired`].
     async fn compact(&self, revision: Revision) -> Result<()>;
 

@@ -231,7 +231,10 @@ mod tests {
     fn rejects_oversized_transactions() {
         let big = vec![0u8; MAX_TXN_BYTES / 2 + 1];
         let txn = Txn::new().put("/a", big.clone()).put("/b", big);
-        assert!(matches!(txn.validate(), Err(StoreError::TxnTooLarge { .. })));
+        assert!(matches!(
+            txn.validate(),
+            Err(StoreError::TxnTooLarge { .. })
+        ));
     }
 
     #[test]
