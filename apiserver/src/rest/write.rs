@@ -1,0 +1,528 @@
+//! Writes: POST (create), PUT (update) and PATCH (merge patch, JSON patch), on the object and on
+//! its `/status` subresource, all through one read-modify-write loop ([`guaranteed_update`])
+//! that is a compare-and-swap on the object's `mod_revision`.
+//!
+//! Rules (Kubernetes' custom-resource semantics):
+//! - the server owns `uid`, `creationTimestamp`, `generation`, `resourceVersion` and the
+//!   deletion fields; `name`, `namespace` and `uid` never change;
+//! - `generation` is 1 on create and bumps only when `spec` changes (for Event, which has no
+//!   spec, when anything outside `metadata` changes);
+//! - with a `status` subresource, create drops `status`, main-resource writes keep the stored
+//!   status, and `/status` writes change only `status`;
+//! - PUT needs `metadata.resourceVersion` (422 without it, 409 when stale); PATCH without one
+//!   retries internally when another writer wins;
+//! - an update that changes nothing writes nothing (same `resourceVersion`);
+//! - once an object has a `deletionTimestamp`, removing its last finalizer deletes it;
+//! - `dryRun=All` runs every step but the store write.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use pacer_schemas::field_error::{FieldError, FieldPath};
+use pacer_store::StoreError;
+use serde_json::Value;
+
+use crate::body::{self, PatchType};
+use crate::error::ApiError;
+use crate::kinds::KindDef;
+use crate::object;
+use crate::rest::{ResourceRequest, Subresource, delete, json_response};
+
+/// How many times a write retries after losing a compare-and-swap race.
+const MAX_ATTEMPTS: usize = 8;
+
+/// How many names a `generateName` create tries before giving up.
+const GENERATE_NAME_ATTEMPTS: usize = 5;
+
+/// The result of a successful write.
+#[derive(Debug)]
+pub struct Written {
+    /// The object as stored (or as it would be, under dry run), with its `resourceVersion`.
+    pub object: Value,
+    /// Warnings for the client.
+    pub warnings: Vec<String>,
+}
+
+/// `POST …/{plural}`: creates an object (201).
+pub async fn create(request: ResourceRequest, payload: Body) -> Result<Response, ApiError> {
+    let kind = request.target.kind;
+    let format = body::body_format(&request.headers)?;
+    let limit = request.state.config.max_body_bytes;
+    let validation = request.field_validation();
+    let dry_run = request.params.dry_run;
+    let namespace = request.target.namespace.clone();
+    let bytes = body::read(payload, limit).await?;
+    let mut input = body::parse_object(&bytes, format)?;
+    check_type_meta(kind, &input)?;
+    let mut meta = object::meta(&input)?;
+    meta.namespace = checked_namespace(kind, namespace.as_deref(), meta.namespace.as_deref())?;
+    meta.uid = Some(uuid::Uuid::new_v4().to_string());
+    meta.creation_timestamp = Some(object::now());
+    meta.generation = Some(1);
+    meta.resource_version = None;
+    meta.deletion_timestamp = None;
+    meta.deletion_grace_period_seconds = None;
+    let generate = meta
+        .name
+        .as_deref()
+        .is_none_or(str::is_empty)
+        .then(|| meta.generate_name.clone())
+        .flatten()
+        .filter(|prefix| !prefix.is_empty());
+    if kind.status_subresource
+        && let Some(root) = input.as_object_mut()
+    {
+        root.remove("status");
+    }
+    let attempts = if generate.is_some() {
+        GENERATE_NAME_ATTEMPTS
+    } else {
+        1
+    };
+    for attempt in 1..=attempts {
+        if let Some(prefix) = &generate {
+            meta.name = Some(generated_name(prefix));
+        }
+        let mut candidate = input.clone();
+        object::set_meta(&mut candidate, &meta)?;
+        let admitted = kind.admit(candidate, None, validation)?;
+        let name = object::name(&admitted.object).to_owned();
+        if dry_run {
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &admitted.object,
+                &admitted.warnings,
+            ));
+        }
+        let key = kind.key(namespace.as_deref(), &name);
+        let stored = object::to_store(&admitted.object)?;
+        match request.state.store.create(&key, stored, None).await {
+            Ok(revision) => {
+                let mut created = admitted.object;
+                object::set_resource_version(&mut created, revision);
+                tracing::info!(revision, "created");
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    &created,
+                    &admitted.warnings,
+                ));
+            }
+            Err(StoreError::AlreadyExists { .. }) if attempt < attempts => {}
+            Err(error) => return Err(ApiError::from_store(error, kind, &name)),
+        }
+    }
+    Err(ApiError::Internal(
+        "generateName: no free name found".to_owned(),
+    ))
+}
+
+/// `PUT …/{name}` and `…/{name}/status`: replaces the object (or its status).
+pub async fn update(request: ResourceRequest, payload: Body) -> Result<Response, ApiError> {
+    let kind = request.target.kind;
+    let format = body::body_format(&request.headers)?;
+    let limit = request.state.config.max_body_bytes;
+    let name = request.name().to_owned();
+    let mut input = body::parse_object(&body::read(payload, limit).await?, format)?;
+    check_type_meta(kind, &input)?;
+    let mut meta = object::meta(&input)?;
+    match meta.name.as_deref() {
+        None | Some("") => meta.name = Some(name.clone()),
+        Some(body_name) if body_name != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        Some(_) => {}
+    }
+    meta.namespace = checked_namespace(
+        kind,
+        request.target.namespace.as_deref(),
+        meta.namespace.as_deref(),
+    )?;
+    if meta.resource_version.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::Invalid {
+            kind,
+            name,
+            errors: vec![FieldError::invalid(
+                &FieldPath::new("metadata").child("resourceVersion"),
+                "",
+                "must be specified for an update",
+            )],
+        });
+    }
+    object::set_meta(&mut input, &meta)?;
+    let written =
+        guaranteed_update(&request, request.target.sub, false, |_| Ok(input.clone())).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &written.object,
+        &written.warnings,
+    ))
+}
+
+/// `PATCH …/{name}` and `…/{name}/status`: merge patch or JSON patch, retried on conflict.
+pub async fn patch(request: ResourceRequest, payload: Body) -> Result<Response, ApiError> {
+    let patch_type = body::patch_type(&request.headers)?;
+    reject_apply(patch_type)?;
+    let limit = request.state.config.max_body_bytes;
+    let patch = body::parse(&body::read(payload, limit).await?, body::BodyFormat::Json)?;
+    let written = guaranteed_update(&request, request.target.sub, true, |current| {
+        apply_patch(patch_type, current, &patch)
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &written.object,
+        &written.warnings,
+    ))
+}
+
+/// Server-side apply is not implemented yet: 415, which kubectl reports as "server-side apply
+/// not available".
+pub fn reject_apply(patch_type: PatchType) -> Result<(), ApiError> {
+    if patch_type == PatchType::Apply {
+        return Err(ApiError::UnsupportedMediaType {
+            message: "server-side apply (application/apply-patch+yaml) is not supported by \
+                      this server yet; use client-side apply (kubectl apply without \
+                      --server-side) or a merge patch"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Applies a merge patch or a JSON patch to a copy of `current`.
+pub fn apply_patch(
+    patch_type: PatchType,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    let mut document = current.clone();
+    match patch_type {
+        PatchType::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a merge patch must be a JSON object".to_owned(),
+                ));
+            }
+            json_patch::merge(&mut document, patch);
+        }
+        PatchType::Json => {
+            let operations: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|error| ApiError::BadRequest(format!("invalid JSON patch: {error}")))?;
+            json_patch::patch(&mut document, &operations).map_err(|error| {
+                ApiError::BadRequest(format!("the JSON patch could not be applied: {error}"))
+            })?;
+        }
+        PatchType::Apply => reject_apply(patch_type)?,
+    }
+    Ok(document)
+}
+
+/// Read-modify-write of the addressed object: reads it, asks `desired_from` for the new state,
+/// applies the server's rules for `sub`, admits (decode, default, validate) and writes it as a
+/// compare-and-swap on the revision read. A `metadata.resourceVersion` in the desired state is
+/// a precondition (409 when stale). With `retry`, losing the race re-reads and tries again.
+pub async fn guaranteed_update<F>(
+    request: &ResourceRequest,
+    sub: Subresource,
+    retry: bool,
+    mut desired_from: F,
+) -> Result<Written, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    let kind = request.target.kind;
+    let name = request.name();
+    let key = request.key();
+    let store = &request.state.store;
+    let validation = request.field_validation();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let kv = store.get(&key).await?.ok_or_else(|| ApiError::NotFound {
+            kind,
+            name: name.to_owned(),
+        })?;
+        let current = object::from_store(&kv)?;
+        let desired = desired_from(&current)?;
+        if let Some(version) = object::resource_version(&desired)
+            && version != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::stale(kind, name));
+        }
+        let prepared = prepare_update(request, sub, &current, desired)?;
+        let admitted = kind.admit(prepared, Some(&current), validation)?;
+        let mut new = admitted.object;
+        bump_generation(kind, &current, &mut new)?;
+        let outcome = if finalized(&new)? {
+            if request.params.dry_run {
+                object::set_resource_version(&mut new, kv.mod_revision);
+                return Ok(Written {
+                    object: new,
+                    warnings: admitted.warnings,
+                });
+            }
+            store.delete(&key, kv.mod_revision).await.map(|revision| {
+                tracing::info!(revision, "finalizers done: deleted");
+                (revision, true)
+            })
+        } else if object::same_ignoring_version(&new, &current) {
+            return Ok(Written {
+                object: current,
+                warnings: admitted.warnings,
+            });
+        } else if request.params.dry_run {
+            object::set_resource_version(&mut new, kv.mod_revision);
+            return Ok(Written {
+                object: new,
+                warnings: admitted.warnings,
+            });
+        } else {
+            let stored = object::to_store(&new)?;
+            store
+                .update(&key, stored, kv.mod_revision, kv.lease)
+                .await
+                .map(|revision| (revision, false))
+        };
+        match outcome {
+            Ok((revision, deleted)) => {
+                object::set_resource_version(&mut new, revision);
+                if deleted {
+                    delete::cascade(request, object::uid(&new)).await;
+                }
+                return Ok(Written {
+                    object: new,
+                    warnings: admitted.warnings,
+                });
+            }
+            Err(StoreError::Conflict { .. }) if retry && attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, "lost a write race; retrying");
+            }
+            Err(error) => return Err(ApiError::from_store(error, kind, name)),
+        }
+    }
+    Err(ApiError::stale(kind, name))
+}
+
+/// Builds the object to admit from the stored one and the desired one, by the subresource's
+/// rules: the server's fields come from the stored object, the status from the stored object
+/// (main resource) or everything but the status does (`/status`).
+fn prepare_update(
+    request: &ResourceRequest,
+    sub: Subresource,
+    current: &Value,
+    desired: Value,
+) -> Result<Value, ApiError> {
+    let kind = request.target.kind;
+    if sub == Subresource::Status {
+        let mut new = current.clone();
+        if let Some(root) = new.as_object_mut() {
+            match desired.get("status") {
+                Some(status) if !status.is_null() => {
+                    root.insert("status".to_owned(), status.clone());
+                }
+                _ => {
+                    root.remove("status");
+                }
+            }
+        }
+        return Ok(new);
+    }
+    let mut new = desired;
+    let old_meta = object::meta(current)?;
+    let mut meta = object::meta(&new)?;
+    let name = request.name();
+    if meta.name.as_deref().unwrap_or(name) != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            meta.name_str()
+        )));
+    }
+    meta.name = old_meta.name.clone();
+    meta.namespace = checked_namespace(
+        kind,
+        request.target.namespace.as_deref(),
+        meta.namespace.as_deref(),
+    )?;
+    match meta.uid.as_deref() {
+        None | Some("") => meta.uid = old_meta.uid.clone(),
+        Some(uid) if Some(uid) != old_meta.uid.as_deref() => {
+            return Err(ApiError::Invalid {
+                kind,
+                name: name.to_owned(),
+                errors: vec![FieldError::invalid(
+                    &FieldPath::new("metadata").child("uid"),
+                    uid,
+                    "field is immutable",
+                )],
+            });
+        }
+        Some(_) => {}
+    }
+    if old_meta.deletion_timestamp.is_some() {
+        let old_finalizers = old_meta.finalizers.clone().unwrap_or_default();
+        if let Some(added) = meta
+            .finalizers
+            .iter()
+            .flatten()
+            .find(|finalizer| !old_finalizers.contains(finalizer))
+        {
+            return Err(ApiError::Invalid {
+                kind,
+                name: name.to_owned(),
+                errors: vec![FieldError::forbidden(
+                    &FieldPath::new("metadata").child("finalizers"),
+                    format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"
+                    ),
+                )],
+            });
+        }
+    }
+    meta.creation_timestamp = old_meta.creation_timestamp;
+    meta.deletion_timestamp = old_meta.deletion_timestamp;
+    meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
+    meta.generation = old_meta.generation;
+    meta.resource_version = None;
+    object::set_meta(&mut new, &meta)?;
+    if kind.status_subresource
+        && let Some(root) = new.as_object_mut()
+    {
+        match current.get("status") {
+            Some(status) => {
+                root.insert("status".to_owned(), status.clone());
+            }
+            None => {
+                root.remove("status");
+            }
+        }
+    }
+    Ok(new)
+}
+
+/// Bumps `metadata.generation` when the desired state changed.
+fn bump_generation(kind: &KindDef, current: &Value, new: &mut Value) -> Result<(), ApiError> {
+    let desired_state = |object: &Value| -> Value {
+        if kind.status_subresource {
+            object.get("spec").cloned().unwrap_or(Value::Null)
+        } else {
+            let mut copy = object.clone();
+            if let Some(root) = copy.as_object_mut() {
+                root.remove("metadata");
+            }
+            copy
+        }
+    };
+    if desired_state(current) != desired_state(new) {
+        let mut meta = object::meta(new)?;
+        meta.generation = Some(meta.generation.unwrap_or(0) + 1);
+        object::set_meta(new, &meta)?;
+    }
+    Ok(())
+}
+
+/// Whether the object is being deleted and has no finalizer left (so it must go now).
+fn finalized(object: &Value) -> Result<bool, ApiError> {
+    let meta = object::meta(object)?;
+    Ok(meta.deletion_timestamp.is_some() && meta.finalizers.as_ref().is_none_or(Vec::is_empty))
+}
+
+/// `apiVersion` and `kind` may be omitted (the server fills them) but must not name another
+/// type.
+pub fn check_type_meta(kind: &KindDef, object: &Value) -> Result<(), ApiError> {
+    if let Some(api_version) = object.get("apiVersion").and_then(Value::as_str)
+        && !api_version.is_empty()
+        && api_version != pacer_schemas::API_VERSION
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            pacer_schemas::API_VERSION
+        )));
+    }
+    if let Some(found) = object.get("kind").and_then(Value::as_str)
+        && !found.is_empty()
+        && found != kind.kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({found}) does not match the expected kind ({})",
+            kind.kind
+        )));
+    }
+    Ok(())
+}
+
+/// The namespace to store: the URL's; a different one in the body is a 400. Cluster-scoped
+/// kinds have none.
+fn checked_namespace(
+    kind: &KindDef,
+    url: Option<&str>,
+    body: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    if !kind.namespaced {
+        return Ok(None);
+    }
+    match (url, body) {
+        (Some(url), Some(body)) if !body.is_empty() && body != url => {
+            Err(ApiError::BadRequest(format!(
+                "the namespace of the provided object ({body}) does not match the namespace sent on the request ({url})"
+            )))
+        }
+        (url, _) => Ok(url.map(str::to_owned)),
+    }
+}
+
+/// `prefix` plus five random characters, as Kubernetes' `generateName` does.
+fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..5]
+        .iter()
+        .map(|byte| char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]))
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn patches() {
+        let current =
+            json!({"spec": {"instances": 1, "cmd": "x"}, "metadata": {"labels": {"a": "1"}}});
+        let merged = apply_patch(
+            PatchType::Merge,
+            &current,
+            &json!({"spec": {"instances": 3}, "metadata": {"labels": {"a": null}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            merged,
+            json!({"spec": {"instances": 3, "cmd": "x"}, "metadata": {"labels": {}}})
+        );
+        let patched = apply_patch(
+            PatchType::Json,
+            &current,
+            &json!([{"op": "replace", "path": "/spec/instances", "value": 2}]),
+        )
+        .unwrap();
+        assert_eq!(patched["spec"]["instances"], 2);
+        assert!(
+            apply_patch(
+                PatchType::Json,
+                &current,
+                &json!([{"op": "remove", "path": "/nope"}])
+            )
+            .is_err()
+        );
+        assert!(apply_patch(PatchType::Merge, &current, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn generated_names_keep_the_prefix() {
+        let name = generated_name("web-");
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+    }
+}
