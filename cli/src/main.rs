@@ -1,4 +1,68 @@
-//! `pacer`: the one binary. Wires the crates together into processes (`dev`, and later
-//! `server`, `agent`) and hosts the client commands.
+//! `pacer`: the one binary. Only this crate wires the library crates together into
+//! processes (`pacer dev`, and later `server` and `agent`) and hosts the client commands.
 
-fn main() {}
+mod apply;
+mod config;
+mod delete;
+mod describe;
+mod dev;
+mod diff;
+mod get;
+mod manifest;
+mod merge;
+mod output;
+mod server;
+mod table;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Pacer: Marathon's features as a Kubernetes-style declarative orchestrator.
+#[derive(Debug, Parser)]
+#[command(name = "pacer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything in one process on the embedded, durable store.
+    Dev(dev::DevArgs),
+    /// Run the API server (and, later, the controllers) on an etcd cluster.
+    Server(server::ServerArgs),
+    /// Create or update objects from manifests (files, directories, `-`).
+    Apply(apply::ApplyArgs),
+    /// Show what `apply` would change, as a unified diff (exit 1 when something differs).
+    Diff(diff::DiffArgs),
+    /// List objects of a kind, or show some by name.
+    Get(get::GetArgs),
+    /// Show one object in detail, with its conditions and events.
+    Describe(describe::DescribeArgs),
+    /// Delete objects by name, selector or manifest.
+    Delete(delete::DeleteArgs),
+    /// Manage the client config file: contexts with server, namespace and token.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("PACER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Server(args) => server::run(args).await,
+        Command::Apply(args) => output::finish(apply::run(args).await),
+        Command::Diff(args) => output::finish(diff::run(args).await),
+        Command::Get(args) => output::finish(get::run(args).await),
+        Command::Describe(args) => output::finish(describe::run(args).await),
+        Command::Delete(args) => output::finish(delete::run(args).await),
+        Command::Config(command) => output::finish(config::run(command)),
+    }
+}

@@ -1,0 +1,78 @@
+//! `pacer server`: the control plane on an etcd cluster — today the API server; the
+//! controllers join it as they land. Run several replicas against one etcd for HA: they share
+//! nothing but the store.
+//!
+//! Also home of what `pacer dev` and `pacer server` share: binding the listener, serving until
+//! Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pacer_apiserver::{ApiConfig, ApiState};
+use pacer_store::Store;
+use pacer_store::etcd::{EtcdConfig, EtcdStore};
+
+/// Options of `pacer server`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// The etcd cluster: `etcd://HOST:PORT[,HOST:PORT…]`.
+    #[arg(long, env = "PACER_STORE")]
+    store: String,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = EtcdConfig::from_url(&args.store).context("read --store")?;
+    let store = EtcdStore::connect(config)
+        .await
+        .with_context(|| format!("connect to etcd at {}", args.store))?;
+    tracing::info!(
+        endpoints = store.endpoints(),
+        "pacer server: connected to etcd"
+    );
+    serve_api(Arc::new(store), args.listen).await
+}
+
+/// Serves the API on `listen` over `store` until Ctrl-C or SIGTERM.
+pub(crate) async fn serve_api(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    let state = ApiState::new(store, ApiConfig::default());
+    pacer_apiserver::serve(listener, state, shutdown_signal())
+        .await
+        .context("serve the API")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
