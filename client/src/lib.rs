@@ -30,6 +30,7 @@ mod dynamic;
 mod error;
 mod params;
 mod resource;
+pub mod runtime;
 pub mod selector;
 mod watch;
 
