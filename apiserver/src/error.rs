@@ -6,11 +6,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pacer_schemas::decode::DecodeError;
 use pacer_schemas::field_error::FieldError;
+use pacer_schemas::selector::SelectorError;
 use pacer_schemas::status::{StatusCause, StatusDetails, StatusReason};
 use pacer_schemas::{GROUP, Status};
 use pacer_store::StoreError;
 
 use crate::kinds::KindDef;
+use crate::managed::Conflict;
 
 /// Why a request failed. Each variant maps onto one `Status` reason and HTTP code.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,16 @@ pub enum ApiError {
         /// What conflicted.
         detail: String,
     },
+    /// 409: a server-side apply would change fields other managers own (without `force`).
+    #[error("{}", apply_conflict_message(.conflicts))]
+    ApplyConflict {
+        /// Kind of the object.
+        kind: &'static KindDef,
+        /// Its name.
+        name: String,
+        /// Every conflicting field with its owner.
+        conflicts: Vec<Conflict>,
+    },
     /// 422: validation failed; one cause per field error.
     #[error("{}.{GROUP} \"{name}\" is invalid", .kind.kind)]
     Invalid {
@@ -57,6 +69,9 @@ pub enum ApiError {
     /// 400: the body did not decode (syntax, type, or unknown fields under `Strict`).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// 400: a `labelSelector` that does not parse.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
     /// 400: a malformed request (bad query parameter, namespace or name mismatch, bad YAML).
     #[error("{0}")]
     BadRequest(String),
@@ -129,9 +144,30 @@ impl ApiError {
                 Status::failure(409, StatusReason::Conflict, message)
                     .with_details(resource_details(kind, name))
             }
+            Self::ApplyConflict {
+                kind,
+                name,
+                conflicts,
+            } => {
+                Status::failure(409, StatusReason::Conflict, message).with_details(StatusDetails {
+                    causes: conflicts
+                        .iter()
+                        .map(|conflict| StatusCause {
+                            reason: Some("FieldManagerConflict".to_owned()),
+                            message: Some(format!(
+                                "conflict with \"{}\" using {}",
+                                conflict.manager,
+                                pacer_schemas::API_VERSION
+                            )),
+                            field: Some(conflict.field.clone()),
+                        })
+                        .collect(),
+                    ..resource_details(kind, name)
+                })
+            }
             Self::Invalid { kind, name, errors } => invalid_status(kind, name, errors),
             Self::Decode(error) => Status::from_decode_error(error),
-            Self::BadRequest(_) => Status::bad_request(message),
+            Self::BadRequest(_) | Self::Selector(_) => Status::bad_request(message),
             Self::MethodNotAllowed(_) => Status::method_not_allowed(message),
             Self::Expired(_) => Status::expired(message),
             Self::TooLarge(_) => Status::failure(413, StatusReason::RequestEntityTooLarge, message),
@@ -199,6 +235,40 @@ pub fn status_response(status: &Status) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Kubernetes' wording: `Apply failed with 1 conflict: conflict with "a" using pacer.dev/v1:
+/// .spec.instances`, grouped by manager.
+fn apply_conflict_message(conflicts: &[Conflict]) -> String {
+    let count = conflicts.len();
+    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+    managers.dedup();
+    let groups: Vec<String> = managers
+        .iter()
+        .map(|manager| {
+            let fields: Vec<&str> = conflicts
+                .iter()
+                .filter(|c| c.manager == *manager)
+                .map(|c| c.field.as_str())
+                .collect();
+            match fields.as_slice() {
+                [single] => format!(
+                    "conflict with \"{manager}\" using {}: {single}",
+                    pacer_schemas::API_VERSION
+                ),
+                many => format!(
+                    "conflicts with \"{manager}\" using {}:\n- {}",
+                    pacer_schemas::API_VERSION,
+                    many.join("\n- ")
+                ),
+            }
+        })
+        .collect();
+    format!(
+        "Apply failed with {count} conflict{}: {}",
+        if count == 1 { "" } else { "s" },
+        groups.join("\n")
+    )
 }
 
 fn resource_details(kind: &KindDef, name: &str) -> StatusDetails {

@@ -24,6 +24,7 @@ pub mod body;
 pub mod discovery;
 pub mod error;
 pub mod kinds;
+pub mod managed;
 pub mod object;
 pub mod openapi;
 pub mod params;
@@ -31,6 +32,7 @@ pub mod rest;
 pub mod selector;
 pub mod server;
 pub mod state;
+pub mod table;
 pub mod watch;
 
 pub use error::ApiError;

@@ -10,7 +10,7 @@ use pacer_store::Revision;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::selector::{FieldSelector, LabelSelector};
+use crate::selector::{self, FieldSelector, LabelSelector};
 
 /// How to treat fields the schema does not know (`fieldValidation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl Params {
                 .as_deref()
                 .map(|text| number::<u64>("timeoutSeconds", text).map(Duration::from_secs))
                 .transpose()?,
-            label_selector: LabelSelector::parse(raw.label_selector.as_deref().unwrap_or(""))?,
+            label_selector: selector::parse_labels(raw.label_selector.as_deref().unwrap_or(""))?,
             field_selector: FieldSelector::parse(raw.field_selector.as_deref().unwrap_or(""))?,
             limit: raw
                 .limit

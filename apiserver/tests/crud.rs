@@ -480,7 +480,7 @@ async fn patches_and_no_op_updates() {
             415,
             "UnsupportedMediaType",
         ),
-        ("application/apply-patch+yaml", 415, "UnsupportedMediaType"),
+        ("application/apply-patch+yaml", 400, "BadRequest"),
         ("application/json", 415, "UnsupportedMediaType"),
     ] {
         h.call(

@@ -219,6 +219,16 @@ fn kubectl_drives_pacer_dev() {
         listed.starts_with("NAME") && listed.contains("\nweb "),
         "{listed}"
     );
+    // The server's Table: per-kind columns, Age formatted server-side.
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "INSTANCES", "HEALTHY", "AGE"], "{listed}");
+    let web_row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(web_row[..3], ["web", "0/2", "-"], "{listed}");
+    let wide = kubectl.ok(&["get", "apps", "-A", "--show-labels"]);
+    assert!(
+        wide.starts_with("NAMESPACE") && wide.contains("tier=front"),
+        "{wide}"
+    );
     assert!(kubectl.ok(&["get", "ap", "-A"]).contains("default"));
     let yaml = kubectl.ok(&["get", "app", "web", "-o", "yaml"]);
     for expected in [
@@ -316,7 +326,11 @@ fn kubectl_drives_pacer_dev() {
     assert!(next_line().starts_with("EVENT"));
     assert!(next_line().starts_with("ADDED"));
     kubectl.ok(&["scale", "app", "web", "--replicas=4"]);
-    assert!(next_line().starts_with("MODIFIED"));
+    let modified = next_line();
+    assert!(
+        modified.starts_with("MODIFIED") && modified.contains(" 0/4 "),
+        "{modified}"
+    );
 
     // Delete, then it is gone.
     assert_eq!(
@@ -328,6 +342,109 @@ fn kubectl_drives_pacer_dev() {
     assert!(kubectl.ok(&["get", "apps"]).is_empty());
     assert!(next_line().starts_with("DELETED"));
     drop(watch);
+
+    let log = server.log_text();
+    server.stop();
+    assert!(!log.contains("ERROR"), "errors in the server log:\n{log}");
+}
+
+#[test]
+fn kubectl_server_side_apply() {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("SKIPPED kubectl_server_side_apply: {KUBECTL} is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let kubectl = Kubectl::new(dir.path(), &server);
+    let manifest = dir.path().join("web.yaml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let manifest = manifest.to_str().unwrap();
+    let version = || {
+        kubectl.ok(&[
+            "get",
+            "app",
+            "web",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+
+    // Upsert, then an unchanged re-apply writes nothing.
+    assert_eq!(
+        kubectl
+            .ok(&["apply", "--server-side", "-f", manifest])
+            .trim(),
+        "app.pacer.dev/web serverside-applied"
+    );
+    let first = version();
+    kubectl.ok(&["apply", "--server-side", "-f", manifest]);
+    assert_eq!(version(), first, "an unchanged apply must not write");
+    let yaml = kubectl.ok(&["get", "app", "web", "-o", "yaml", "--show-managed-fields"]);
+    for expected in [
+        "manager: kubectl",
+        "operation: Apply",
+        "fieldsType: FieldsV1",
+        "f:instances: {}",
+        "f:tier: {}",
+    ] {
+        assert!(
+            yaml.contains(expected),
+            "{expected:?} missing from:\n{yaml}"
+        );
+    }
+
+    // Another manager changing an owned field conflicts; kubectl explains how to force.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: pacer.dev/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  instances: 4\n",
+    )
+    .unwrap();
+    let other = other.to_str().unwrap();
+    let error = kubectl.fails(&["apply", "--server-side", "--field-manager=ops", "-f", other]);
+    assert!(
+        error.contains("Apply failed with 1 conflict: conflict with \"kubectl\"")
+            && error.contains(".spec.instances")
+            && error.contains("--force-conflicts"),
+        "{error}"
+    );
+    assert_eq!(version(), first, "a conflict writes nothing");
+
+    // --force-conflicts takes the field; then kubectl's own apply conflicts with ops.
+    kubectl.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "-f",
+        other,
+    ]);
+    assert_eq!(
+        kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.spec.instances}"]),
+        "4"
+    );
+    let error = kubectl.fails(&["apply", "--server-side", "-f", manifest]);
+    assert!(error.contains("conflict with \"ops\""), "{error}");
+
+    // Dropping a field from kubectl's configuration removes it (nobody else owns the label).
+    std::fs::write(
+        manifest,
+        MANIFEST
+            .replace("  labels:\n    tier: front\n", "")
+            .replace("instances: 2", "instances: 4"),
+    )
+    .unwrap();
+    kubectl.ok(&["apply", "--server-side", "-f", manifest]);
+    assert_eq!(
+        kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.metadata.labels}"]),
+        ""
+    );
+    // A server-side dry run through diff leaves the object alone.
+    std::fs::write(manifest, MANIFEST.replace("instances: 2", "instances: 4")).unwrap();
+    let diff = kubectl.run(&["diff", "--server-side", "-f", manifest]);
+    assert_eq!(diff.status.code(), Some(1), "{diff:?}");
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+    tier: front"));
 
     let log = server.log_text();
     server.stop();

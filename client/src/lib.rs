@@ -31,7 +31,7 @@ mod error;
 mod params;
 mod resource;
 pub mod runtime;
-pub mod selector;
+pub use pacer_schemas::selector;
 mod watch;
 
 pub use api::Api;

@@ -34,6 +34,7 @@ pub mod offer;
 pub mod resource;
 pub mod scale;
 pub mod schema;
+pub mod selector;
 pub mod status;
 pub mod time;
 pub mod validation;

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::kinds::{self, KindDef};
+use crate::managed::{self, Manager};
 use crate::params::{FieldValidation, Params};
 use crate::state::ApiState;
 
@@ -56,6 +57,8 @@ pub struct ResourceRequest {
     pub params: Params,
     /// Request headers (content type).
     pub headers: HeaderMap,
+    /// The field manager of non-apply writes (see [`Self::manager_name`]).
+    pub manager_name: String,
 }
 
 impl ResourceRequest {
@@ -64,6 +67,27 @@ impl ResourceRequest {
         self.params
             .field_validation
             .unwrap_or(self.state.config.default_field_validation)
+    }
+
+    /// The field manager of a non-apply write: `fieldManager`, else the user agent's first
+    /// token (as Kubernetes defaults it).
+    pub fn manager_name(&self) -> &str {
+        self.manager_name.as_str()
+    }
+
+    /// The ownership record of a write through `sub` by [`Self::manager_name`], at now.
+    pub fn manager(&self, sub: Subresource) -> Manager<'_> {
+        Manager {
+            name: self.manager_name(),
+            subresource: match sub {
+                Subresource::Main => None,
+                Subresource::Status => Some("status"),
+                Subresource::Scale => Some("scale"),
+            },
+            status_subresource: self.target.kind.status_subresource,
+            api_version: pacer_schemas::API_VERSION,
+            time: crate::object::now(),
+        }
     }
 
     /// The object's name (only called for item URLs).
@@ -108,11 +132,20 @@ async fn dispatch(
     let (parts, body) = request.into_parts();
     let params = Params::parse(&parts.uri)?;
     let method = parts.method;
+    let manager_name = params.field_manager.clone().unwrap_or_else(|| {
+        managed::manager_from_user_agent(
+            parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|agent| agent.to_str().ok()),
+        )
+    });
     let request = ResourceRequest {
         state,
         target,
         params,
         headers: parts.headers,
+        manager_name,
     };
     let target = &request.target;
     let cluster_wide_namespaced = target.kind.namespaced && target.namespace.is_none();

@@ -1,6 +1,7 @@
 //! GET of one object and LIST of a collection (one namespace or all of them), with label and
 //! field selectors and `limit`/`continue` paging passed through to the store. Lists carry the
 //! store revision they were read at as `metadata.resourceVersion`, so a watch can start there.
+//! Either answers with a `Table` instead when the `Accept` header asks for one (see `table`).
 //!
 //! Selectors filter each page after the store returns it (as Kubernetes does on etcd): a page
 //! may hold fewer than `limit` items, even none, while `metadata.continue` says more follow.
@@ -14,6 +15,7 @@ use crate::error::ApiError;
 use crate::object;
 use crate::rest::{ResourceRequest, json_response};
 use crate::selector::Selectors;
+use crate::table;
 
 /// `GET …/{plural}/{name}` (and `…/status`): the object with its current `resourceVersion`.
 pub async fn get(request: ResourceRequest) -> Result<Response, ApiError> {
@@ -29,6 +31,11 @@ pub async fn get(request: ResourceRequest) -> Result<Response, ApiError> {
             name: request.name().to_owned(),
         })?;
     let object = object::from_store(&kv)?;
+    if table::wants_table(&request.headers) {
+        let metadata = json!({"resourceVersion": kv.mod_revision.to_string()});
+        let table = table::table(kind, std::slice::from_ref(&object), metadata, true);
+        return Ok(json_response(StatusCode::OK, &table, &[]));
+    }
     Ok(json_response(StatusCode::OK, &object, &[]))
 }
 
@@ -59,6 +66,10 @@ pub async fn list(request: ResourceRequest) -> Result<Response, ApiError> {
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(token) = page.continue_token {
         metadata["continue"] = Value::String(token);
+    }
+    if table::wants_table(&request.headers) {
+        let table = table::table(kind, &items, metadata, true);
+        return Ok(json_response(StatusCode::OK, &table, &[]));
     }
     let list = json!({
         "apiVersion": pacer_schemas::API_VERSION,

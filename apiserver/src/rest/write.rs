@@ -13,18 +13,23 @@
 //!   retries internally when another writer wins;
 //! - an update that changes nothing writes nothing (same `resourceVersion`);
 //! - once an object has a `deletionTimestamp`, removing its last finalizer deletes it;
-//! - `dryRun=All` runs every step but the store write.
+//! - `dryRun=All` runs every step but the store write;
+//! - every write records field ownership in `metadata.managedFields` (see `managed`): an
+//!   `Update` entry for the request's field manager, or — for server-side apply
+//!   ([`server_side_apply`]) — an `Apply` entry, with conflicts on fields others own.
 
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use pacer_schemas::field_error::{FieldError, FieldPath};
+use pacer_schemas::meta::ManagedFieldsEntry;
 use pacer_store::StoreError;
 use serde_json::Value;
 
 use crate::body::{self, PatchType};
 use crate::error::ApiError;
 use crate::kinds::KindDef;
+use crate::managed;
 use crate::object;
 use crate::rest::{ResourceRequest, Subresource, delete, json_response};
 
@@ -45,14 +50,30 @@ pub struct Written {
 
 /// `POST …/{plural}`: creates an object (201).
 pub async fn create(request: ResourceRequest, payload: Body) -> Result<Response, ApiError> {
-    let kind = request.target.kind;
     let format = body::body_format(&request.headers)?;
     let limit = request.state.config.max_body_bytes;
+    let bytes = body::read(payload, limit).await?;
+    let input = body::parse_object(&bytes, format)?;
+    let created = create_value(&request, input, None).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &created.object,
+        &created.warnings,
+    ))
+}
+
+/// Creates `input` in the collection (or under the URL's name, for apply). Ownership: the
+/// given `managed` entries (server-side apply), or an `Update` entry of the request's field
+/// manager for every field set.
+async fn create_value(
+    request: &ResourceRequest,
+    mut input: Value,
+    managed: Option<Vec<ManagedFieldsEntry>>,
+) -> Result<Written, ApiError> {
+    let kind = request.target.kind;
     let validation = request.field_validation();
     let dry_run = request.params.dry_run;
     let namespace = request.target.namespace.clone();
-    let bytes = body::read(payload, limit).await?;
-    let mut input = body::parse_object(&bytes, format)?;
     check_type_meta(kind, &input)?;
     let mut meta = object::meta(&input)?;
     meta.namespace = checked_namespace(kind, namespace.as_deref(), meta.namespace.as_deref())?;
@@ -85,14 +106,22 @@ pub async fn create(request: ResourceRequest, payload: Body) -> Result<Response,
         }
         let mut candidate = input.clone();
         object::set_meta(&mut candidate, &meta)?;
-        let admitted = kind.admit(candidate, None, validation)?;
+        // A creator owns the fields it sent, not the defaults the server filled in.
+        let entries = match &managed {
+            Some(entries) => entries.clone(),
+            None => {
+                managed::record_update(&[], None, &candidate, &request.manager(request.target.sub))
+            }
+        };
+        let mut admitted = kind.admit(candidate, None, validation)?;
+        managed::set_entries(&mut admitted.object, &entries)
+            .map_err(|error| ApiError::Internal(format!("encode managedFields: {error}")))?;
         let name = object::name(&admitted.object).to_owned();
         if dry_run {
-            return Ok(json_response(
-                StatusCode::CREATED,
-                &admitted.object,
-                &admitted.warnings,
-            ));
+            return Ok(Written {
+                object: admitted.object,
+                warnings: admitted.warnings,
+            });
         }
         let key = kind.key(namespace.as_deref(), &name);
         let stored = object::to_store(&admitted.object)?;
@@ -101,11 +130,10 @@ pub async fn create(request: ResourceRequest, payload: Body) -> Result<Response,
                 let mut created = admitted.object;
                 object::set_resource_version(&mut created, revision);
                 tracing::info!(revision, "created");
-                return Ok(json_response(
-                    StatusCode::CREATED,
-                    &created,
-                    &admitted.warnings,
-                ));
+                return Ok(Written {
+                    object: created,
+                    warnings: admitted.warnings,
+                });
             }
             Err(StoreError::AlreadyExists { .. }) if attempt < attempts => {}
             Err(error) => return Err(ApiError::from_store(error, kind, &name)),
@@ -163,7 +191,9 @@ pub async fn update(request: ResourceRequest, payload: Body) -> Result<Response,
 /// `PATCH …/{name}` and `…/{name}/status`: merge patch or JSON patch, retried on conflict.
 pub async fn patch(request: ResourceRequest, payload: Body) -> Result<Response, ApiError> {
     let patch_type = body::patch_type(&request.headers)?;
-    reject_apply(patch_type)?;
+    if patch_type == PatchType::Apply {
+        return server_side_apply(request, payload).await;
+    }
     let limit = request.state.config.max_body_bytes;
     let patch = body::parse(&body::read(payload, limit).await?, body::BodyFormat::Json)?;
     let written = guaranteed_update(&request, request.target.sub, true, |current| {
@@ -177,18 +207,127 @@ pub async fn patch(request: ResourceRequest, payload: Body) -> Result<Response, 
     ))
 }
 
-/// Server-side apply is not implemented yet: 415, which kubectl reports as "server-side apply
-/// not available".
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply (upsert). Needs
+/// `fieldManager`; `force=true` takes the conflicting fields from their owners. 201 when it
+/// created the object, 200 otherwise; 409 `Conflict` with one `FieldManagerConflict` cause per
+/// field another manager owns. See `managed` for the merge and ownership rules.
+pub async fn server_side_apply(
+    request: ResourceRequest,
+    payload: Body,
+) -> Result<Response, ApiError> {
+    let kind = request.target.kind;
+    let sub = request.target.sub;
+    let Some(manager_name) = request.params.field_manager.clone() else {
+        return Err(ApiError::BadRequest(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is \
+             required for apply patch"
+                .to_owned(),
+        ));
+    };
+    let limit = request.state.config.max_body_bytes;
+    let mut applied =
+        body::parse_object(&body::read(payload, limit).await?, body::BodyFormat::Yaml)?;
+    check_type_meta(kind, &applied)?;
+    for field in ["apiVersion", "kind"] {
+        if applied
+            .get(field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be set in an applied configuration"
+            )));
+        }
+    }
+    let name = request.name().to_owned();
+    match applied.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(body_name) if !body_name.is_empty() && body_name != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => {}
+    }
+    if let Some(metadata) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+        metadata.insert("name".to_owned(), Value::String(name.clone()));
+    } else if let Some(root) = applied.as_object_mut() {
+        root.insert("metadata".to_owned(), serde_json::json!({ "name": name }));
+    }
+    let mut manager = request.manager(sub);
+    manager.name = &manager_name;
+    let force = request.params.force;
+    let conflict = |conflicts| ApiError::ApplyConflict {
+        kind,
+        name: name.clone(),
+        conflicts,
+    };
+    tracing::debug!(manager = %manager_name, force, "server-side apply");
+    for attempt in 1..=MAX_ATTEMPTS {
+        let exists = request.state.store.get(&request.key()).await?.is_some();
+        if !exists {
+            if sub != Subresource::Main {
+                return Err(ApiError::NotFound { kind, name });
+            }
+            let (merged, entries) =
+                managed::apply(None, &[], &applied, &manager, force).map_err(conflict)?;
+            match create_value(&request, merged, Some(entries)).await {
+                Err(ApiError::AlreadyExists { .. }) if attempt < MAX_ATTEMPTS => continue,
+                Err(error) => return Err(error),
+                Ok(created) => {
+                    return Ok(json_response(
+                        StatusCode::CREATED,
+                        &created.object,
+                        &created.warnings,
+                    ));
+                }
+            }
+        }
+        let outcome = guaranteed_update_as(&request, sub, true, Operation::Apply, |current| {
+            let entries = managed::entries_of(current);
+            let (mut merged, entries) =
+                managed::apply(Some(current), &entries, &applied, &manager, force)
+                    .map_err(conflict)?;
+            managed::set_entries(&mut merged, &entries)
+                .map_err(|error| ApiError::Internal(format!("encode managedFields: {error}")))?;
+            Ok(merged)
+        })
+        .await;
+        match outcome {
+            Err(ApiError::NotFound { .. }) if attempt < MAX_ATTEMPTS => {}
+            Err(error) => return Err(error),
+            Ok(written) => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &written.object,
+                    &written.warnings,
+                ));
+            }
+        }
+    }
+    Err(ApiError::stale(kind, &name))
+}
+
+/// Rejects server-side apply where it has no meaning (the `/scale` subresource): 415, which
+/// kubectl reports as "server-side apply not available".
 pub fn reject_apply(patch_type: PatchType) -> Result<(), ApiError> {
     if patch_type == PatchType::Apply {
         return Err(ApiError::UnsupportedMediaType {
-            message: "server-side apply (application/apply-patch+yaml) is not supported by \
-                      this server yet; use client-side apply (kubectl apply without \
-                      --server-side) or a merge patch"
+            message: "server-side apply (application/apply-patch+yaml) is not supported on \
+                      this subresource; apply the object itself"
                 .to_owned(),
         });
     }
     Ok(())
+}
+
+/// How a write is recorded in `metadata.managedFields`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Any write but apply: the server records an `Update` entry for the field manager.
+    Update,
+    /// Server-side apply: the desired object already carries its managed fields.
+    Apply,
 }
 
 /// Applies a merge patch or a JSON patch to a copy of `current`.
@@ -227,6 +366,20 @@ pub async fn guaranteed_update<F>(
     request: &ResourceRequest,
     sub: Subresource,
     retry: bool,
+    desired_from: F,
+) -> Result<Written, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    guaranteed_update_as(request, sub, retry, Operation::Update, desired_from).await
+}
+
+/// [`guaranteed_update`], recording ownership as `operation`.
+pub async fn guaranteed_update_as<F>(
+    request: &ResourceRequest,
+    sub: Subresource,
+    retry: bool,
+    operation: Operation,
     mut desired_from: F,
 ) -> Result<Written, ApiError>
 where
@@ -253,6 +406,17 @@ where
         let admitted = kind.admit(prepared, Some(&current), validation)?;
         let mut new = admitted.object;
         bump_generation(kind, &current, &mut new)?;
+        let entries = match operation {
+            Operation::Apply => managed::entries_of(&new),
+            Operation::Update => managed::record_update(
+                &managed::entries_of(&current),
+                Some(&current),
+                &new,
+                &request.manager(sub),
+            ),
+        };
+        managed::set_entries(&mut new, &entries)
+            .map_err(|error| ApiError::Internal(format!("encode managedFields: {error}")))?;
         let outcome = if finalized(&new)? {
             if request.params.dry_run {
                 object::set_resource_version(&mut new, kv.mod_revision);

@@ -11,6 +11,8 @@
 //!   watcher has seen up to (events filtered out included).
 //! - The stream ends cleanly after `timeoutSeconds` (capped by `max_watch_timeout`), at server
 //!   shutdown, and when the resource's feed stops (the client re-watches from its last RV).
+//! - `Accept: application/json;as=Table;v=v1;g=meta.k8s.io` (`kubectl get -w`): each event's
+//!   object is a one-row `Table` (see `table`), the first one with the column definitions.
 //! - A compacted `resourceVersion`: 200 with one ERROR frame holding a 410 `Expired` Status
 //!   (as Kubernetes does, so kube-rs and client-go relist), then the end.
 //!
@@ -23,12 +25,14 @@ pub mod hub;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use pacer_store::{ListOptions, Revision, StoreError, WatchStream};
+use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,6 +43,7 @@ use crate::object;
 use crate::rest::ResourceRequest;
 use crate::selector::Selectors;
 use crate::state::ApiState;
+use crate::table;
 use crate::watch::event::{EventType, FeedEvent};
 use crate::watch::hub::Subscription;
 
@@ -68,6 +73,8 @@ pub async fn handle(request: ResourceRequest) -> Result<Response, ApiError> {
         bookmarks: request.params.allow_watch_bookmarks,
         initial_events_end: request.params.send_initial_events,
         deadline: Instant::now() + timeout,
+        table: table::wants_table(&request.headers),
+        columns_sent: AtomicBool::new(false),
     };
     let start = request.params.resource_version;
     let (sender, receiver) = mpsc::channel::<Bytes>(FRAME_BUFFER);
@@ -102,6 +109,10 @@ struct Watcher {
     bookmarks: bool,
     initial_events_end: bool,
     deadline: Instant,
+    /// Send each object as a one-row `Table` (`Accept: …;as=Table;…`).
+    table: bool,
+    /// Whether a table event with `columnDefinitions` went out already.
+    columns_sent: AtomicBool,
 }
 
 /// Where a watcher's events come from.
@@ -199,7 +210,7 @@ impl Watcher {
                         continue;
                     }
                     if let Some(event_type) = change.type_for(&self.prefix, &self.selectors)
-                        && sender.send(change.frame(event_type)).await.is_err()
+                        && sender.send(self.encode(&change, event_type)).await.is_err()
                     {
                         return Ok(());
                     }
@@ -218,6 +229,26 @@ impl Watcher {
         }
     }
 
+    /// The frame of a feed change: the shared frame, or a one-row table.
+    fn encode(&self, change: &FeedEvent, event_type: EventType) -> Bytes {
+        match (&change.object, self.table) {
+            (Some(object), true) => self.frame(event_type, object),
+            _ => change.frame(event_type),
+        }
+    }
+
+    /// The frame of `object` as `event_type`, as a one-row table when asked; only the first
+    /// table carries `columnDefinitions`.
+    fn frame(&self, event_type: EventType, object: &Value) -> Bytes {
+        if !self.table {
+            return event::frame(event_type.as_str(), object);
+        }
+        let first = !self.columns_sent.swap(true, Ordering::Relaxed);
+        let metadata = json!({"resourceVersion": object::resource_version(object).unwrap_or("")});
+        let table = table::table(self.kind, std::slice::from_ref(object), metadata, first);
+        event::frame(event_type.as_str(), &table)
+    }
+
     /// Sends the current state as ADDED events, read as one consistent list; returns its
     /// revision (`None` when the client went away).
     async fn send_initial_state(
@@ -234,7 +265,7 @@ impl Watcher {
                 let object = object::from_store(kv)?;
                 if self.selectors.matches(&object)
                     && sender
-                        .send(event::frame(EventType::Added.as_str(), &object))
+                        .send(self.frame(EventType::Added, &object))
                         .await
                         .is_err()
                 {

@@ -175,6 +175,11 @@ impl Harness {
     /// Opens a watch and returns a reader of its frames.
     pub async fn watch(&self, uri: &str) -> WatchReader {
         let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        self.watch_request(request).await
+    }
+
+    /// Opens a watch with a request of the caller's (e.g. with an `Accept` header).
+    pub async fn watch_request(&self, request: Request<Body>) -> WatchReader {
         let response = self.router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
