@@ -4,6 +4,9 @@
 //! `/apis/pacer.dev/v1` (resources with verbs, short names, categories and the `status` and
 //! `scale` subresources), and the `/healthz`, `/readyz`, `/livez` probes.
 
+use std::time::Duration;
+
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pacer_schemas::{API_VERSION, GROUP, VERSION};
@@ -11,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::kinds::{KINDS, KindDef};
 use crate::rest::json_response;
+use crate::state::ApiState;
 
 /// Every verb a served kind supports.
 const VERBS: [&str; 8] = [
@@ -90,9 +94,37 @@ pub fn resource_list() -> Value {
     })
 }
 
-/// `GET /healthz`, `/readyz`, `/livez`: `ok` as soon as the server serves.
+/// `GET /healthz`, `/livez`: `ok` as soon as the server serves.
 pub async fn ok() -> Response {
-    let mut response = (StatusCode::OK, "ok").into_response();
+    plain(StatusCode::OK, "ok")
+}
+
+/// `GET /readyz`: `ok` while the store answers (within two seconds), else 503 naming the
+/// failure — as Kubernetes' readiness includes its etcd check, so load balancers stop sending
+/// requests that could only fail.
+pub async fn ready(State(state): State<ApiState>) -> Response {
+    let probe = tokio::time::timeout(Duration::from_secs(2), state.store.current_revision());
+    match probe.await {
+        Ok(Ok(_)) => plain(StatusCode::OK, "ok"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: the store is unavailable");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable: readyz check failed",
+            )
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the store did not answer within 2 s");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store did not answer: readyz check failed",
+            )
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut response = (status, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

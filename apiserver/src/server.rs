@@ -37,7 +37,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/pacer.dev", get(discovery::api_group))
         .route(resources, get(discovery::resources))
         .route("/healthz", get(discovery::ok))
-        .route("/readyz", get(discovery::ok))
+        .route("/readyz", get(discovery::ready))
         .route("/livez", get(discovery::ok))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
