@@ -1,6 +1,6 @@
 //! `pacer dev`: the single-machine mode. Opens the embedded store in a data directory and runs
-//! the control plane on it in one process: today the API server on `--listen`, until Ctrl-C or
-//! SIGTERM. The controllers and the local agent join it as they land (issues 5, 7).
+//! the control plane on it in one process: the API server on `--listen` and the controllers
+//! (today placement), until Ctrl-C or SIGTERM. The local agent joins it later (issue 7).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ mod diff;
 mod get;
 mod manifest;
 mod merge;
+mod node;
 mod output;
 mod server;
 mod table;
@@ -44,6 +45,9 @@ enum Command {
     /// Manage the client config file: contexts with server, namespace and token.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Node commands: register hollow nodes (no agent) for trying placement.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
 }
 
 #[tokio::main]
@@ -64,5 +68,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Describe(args) => output::finish(describe::run(args).await),
         Command::Delete(args) => output::finish(delete::run(args).await),
         Command::Config(command) => output::finish(config::run(command)),
+        Command::Node(command) => output::finish(node::run(command).await),
     }
 }

@@ -1,6 +1,6 @@
-//! `pacer server`: the control plane on an etcd cluster — today the API server; the
-//! controllers join it as they land. Run several replicas against one etcd for HA: they share
-//! nothing but the store.
+//! `pacer server`: the control plane on an etcd cluster — the API server and the controllers
+//! (today placement), each controller under its own leader election. Run several replicas
+//! against one etcd for HA: they share nothing but the store.
 //!
 //! Also home of what `pacer dev` and `pacer server` share: binding the listener, serving until
 //! Ctrl-C or SIGTERM.
@@ -36,15 +36,37 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     serve_api(Arc::new(store), args.listen).await
 }
 
-/// Serves the API on `listen` over `store` until Ctrl-C or SIGTERM.
+/// Serves the API on `listen` over `store`, and runs the controllers (each under its own
+/// leader election) beside it, until Ctrl-C or SIGTERM.
 pub(crate) async fn serve_api(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let identity = format!("{}:{listen}", std::process::id());
+    let controllers = tokio::spawn(pacer_controllers::run(
+        Arc::clone(&store),
+        identity,
+        shutdown.clone(),
+    ));
     let state = ApiState::new(store, ApiConfig::default());
-    pacer_apiserver::serve(listener, state, shutdown_signal())
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    };
+    let served = pacer_apiserver::serve(listener, state, signal)
         .await
-        .context("serve the API")?;
+        .context("serve the API");
+    shutdown.cancel();
+    match controllers.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "controllers failed"),
+        Err(error) => tracing::error!(%error, "controllers task failed"),
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,1113 @@
+//! The placement controller: binds pending Instances to Nodes.
+//!
+//! It caches Instances, Nodes and Apps with the runtime's watcher and reflector (fed by the
+//! store through [`StoreSource`]), and works in *rounds*: any change wakes it, changes are
+//! debounced ([`PlacementConfig::debounce`]), and one round runs [`place`] once over every
+//! pending instance, with the cached nodes and the bound instances as the cluster. It then
+//! writes, straight to the store and as the API server would store them:
+//!
+//! * bindings — `spec.nodeName`, `spec.hostPorts`, `spec.role` (so `metadata.generation` + 1),
+//!   `status.phase: Staging`, `status.host`, `status.stagedAt` and `Scheduled=True` — up to
+//!   [`PlacementConfig::batch_size`] per transaction, each a compare-and-swap on the instance
+//!   key's `mod_revision`, plus the leader's fencing compare when running under a
+//!   [`Leadership`];
+//! * for instances that cannot be placed, the condition `Scheduled=False`, reason
+//!   `Unschedulable`, with the reason as message (only when it changed, so no write storm), and
+//!   one `FailedScheduling` Warning Event per instance (`/registry/events/<ns>/<instance>.
+//!   failedscheduling`), whose `count` and `lastTimestamp` are bumped when it repeats.
+//!
+//! An instance written by someone else meanwhile fails its compare: it is dropped from the
+//! batch (the rest is retried at once) and placed again in the next round, from fresh caches.
+//! Before each round the controller waits until its Instance cache has seen its own last
+//! write, so it never places on a view that misses bindings it made.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, stream};
+use pacer_client::runtime::reflector::{self, Writer};
+use pacer_client::runtime::watcher::{self, watcher};
+use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
+use pacer_schemas::event::{EventSource, EventType};
+use pacer_schemas::instance::InstancePhase;
+use pacer_schemas::meta::ObjectReference;
+use pacer_schemas::{App, AppSpec, Instance, Node, ObjectMeta, Resource, Time};
+use pacer_store::key::MAX_TXN_OPS;
+use pacer_store::{Expect, Leadership, Revision, Store, StoreError, Txn, TxnOutcome};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::placement::view::is_pending;
+use crate::placement::{
+    Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Strategy, Unplaced, place,
+};
+use crate::store_source::{
+    StoreSource, decode_stored, encode_stored, object_revision, registry_key,
+};
+
+/// The controller's name: its election is `/elections/placement/`.
+pub const CONTROLLER_NAME: &str = "placement";
+/// The `source.component` of its Events.
+pub const COMPONENT: &str = "placement-controller";
+/// The condition type it sets on Instances.
+pub const SCHEDULED: &str = "Scheduled";
+/// The condition reason (and Event reason) of an instance that cannot be placed.
+pub const UNSCHEDULABLE: &str = "Unschedulable";
+/// The Event reason of an instance that cannot be placed.
+pub const FAILED_SCHEDULING: &str = "FailedScheduling";
+
+/// Bytes of values per transaction, well under the store's 1.5 MiB.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// How the placement controller runs.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct PlacementConfig {
+    /// After a change, wait this long for more before a round (rounds are at most this often).
+    pub debounce: Duration,
+    /// Run a round at least this often while instances are pending (catches missed changes,
+    /// repeats Events).
+    pub resync: Duration,
+    /// Most instance writes per transaction (1–128; one fewer under leadership, whose fencing
+    /// compare counts against etcd's 128 compares).
+    pub batch_size: usize,
+    /// Spread or pack.
+    pub strategy: Strategy,
+    /// Repeat an unchanged `FailedScheduling` Event (bump its count) at most this often.
+    pub event_repeat: Duration,
+    /// How long a round waits for the Instance cache to see the controller's last write.
+    pub cache_sync_timeout: Duration,
+    /// Retry policy of the watchers.
+    pub watcher: watcher::Config,
+}
+
+impl Default for PlacementConfig {
+    /// 100 ms debounce, 30 s resync, 128 per transaction, spread, Events repeated at most once
+    /// a minute, 5 s cache-sync timeout.
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(100),
+            resync: Duration::from_secs(30),
+            batch_size: MAX_TXN_OPS,
+            strategy: Strategy::Spread,
+            event_repeat: Duration::from_secs(60),
+            cache_sync_timeout: Duration::from_secs(5),
+            watcher: watcher::Config::default(),
+        }
+    }
+}
+
+/// Why the placement controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    /// A store call failed (other than a lost compare, which is retried).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// An object could not be encoded for the store.
+    #[error("encode {key}: {source}")]
+    Encode {
+        /// The key being written.
+        key: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A fenced write was refused: this replica no longer leads.
+    #[error("leadership lost: a fenced write was refused")]
+    LostLeadership,
+    /// A cache's watcher ended before the cache was ready.
+    #[error("the {0} cache closed before it was ready")]
+    CacheClosed(&'static str),
+}
+
+/// What one round did (for logs and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundStats {
+    /// Pending instances considered.
+    pub pending: usize,
+    /// Bindings written.
+    pub bound: usize,
+    /// Instances left pending.
+    pub unplaced: usize,
+    /// Writes dropped because the instance changed meanwhile.
+    pub conflicts: usize,
+    /// Status-only writes (unschedulable conditions).
+    pub status_writes: usize,
+    /// Events created or bumped.
+    pub events: usize,
+}
+
+/// The placement controller. [`PlacementController::run`] runs it until cancelled; wrap it in
+/// [`run_elected`](crate::leader::run_elected) to run it on several replicas.
+#[derive(Debug)]
+pub struct PlacementController {
+    store: Arc<dyn Store>,
+    config: PlacementConfig,
+    /// The last `FailedScheduling` report per instance: message and when.
+    reported: HashMap<ObjectKey, (String, Instant)>,
+}
+
+/// The caches a round reads.
+struct Caches {
+    instances: reflector::Store<Instance>,
+    nodes: reflector::Store<Node>,
+    apps: reflector::Store<App>,
+}
+
+/// What a watched change means for the loop.
+struct Signal {
+    /// Run a round.
+    wake: bool,
+    /// An Instance revision the cache now reflects.
+    instance_revision: Option<Revision>,
+}
+
+/// Aborts the cache-driving task when the controller stops (or its future is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One instance write of a round.
+struct InstanceWrite {
+    key: String,
+    instance: ObjectKey,
+    app: String,
+    node: Option<String>,
+    expected: Revision,
+    value: Vec<u8>,
+    binding: bool,
+}
+
+/// What writing a list of instance writes did.
+#[derive(Default)]
+struct Written {
+    bound: usize,
+    status_writes: usize,
+    conflicts: usize,
+    last_revision: Revision,
+}
+
+impl PlacementController {
+    /// A controller over `store`.
+    pub fn new(store: Arc<dyn Store>, config: PlacementConfig) -> Self {
+        Self {
+            store,
+            config,
+            reported: HashMap::new(),
+        }
+    }
+
+    /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
+    /// fencing compare, and a refused fence ends the run with
+    /// [`PlacementError::LostLeadership`]. Other store failures end it too (the caller, e.g.
+    /// [`run_elected`](crate::leader::run_elected), retries).
+    pub async fn run(
+        mut self,
+        leadership: Option<Arc<Leadership>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), PlacementError> {
+        let wake = Arc::new(Notify::new());
+        let (seen_tx, mut seen) = watch::channel::<Revision>(0);
+        let (caches, signals) = self.caches();
+        let driver = {
+            let wake = Arc::clone(&wake);
+            let mut signals = signals;
+            AbortOnDrop(tokio::spawn(async move {
+                while let Some(signal) = signals.next().await {
+                    if let Some(revision) = signal.instance_revision {
+                        seen_tx.send_if_modified(|seen| {
+                            let newer = revision > *seen;
+                            if newer {
+                                *seen = revision;
+                            }
+                            newer
+                        });
+                    }
+                    if signal.wake {
+                        wake.notify_one();
+                    }
+                }
+            }))
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            ready = async {
+                caches.instances.wait_until_ready().await.map_err(|_| PlacementError::CacheClosed("Instance"))?;
+                caches.nodes.wait_until_ready().await.map_err(|_| PlacementError::CacheClosed("Node"))?;
+                caches.apps.wait_until_ready().await.map_err(|_| PlacementError::CacheClosed("App"))
+            } => ready?,
+        }
+        tracing::info!(
+            instances = caches.instances.len(),
+            nodes = caches.nodes.len(),
+            fenced = leadership.is_some(),
+            "placement controller started"
+        );
+        let mut last_written: Revision = 0;
+        let mut next_resync = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep_until(next_resync) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.config.debounce) => {}
+            }
+            if last_written > 0 {
+                let synced = tokio::time::timeout(
+                    self.config.cache_sync_timeout,
+                    seen.wait_for(|seen| *seen >= last_written),
+                )
+                .await;
+                if !matches!(synced, Ok(Ok(_))) {
+                    tracing::warn!(
+                        revision = last_written,
+                        "the Instance cache has not caught up with our last write; placing anyway"
+                    );
+                }
+            }
+            let started = std::time::Instant::now();
+            let (stats, revision, retry) = self.round(&caches, leadership.as_deref()).await?;
+            last_written = last_written.max(revision);
+            next_resync = Instant::now() + self.config.resync;
+            if stats.pending > 0 {
+                tracing::info!(
+                    pending = stats.pending,
+                    bound = stats.bound,
+                    unplaced = stats.unplaced,
+                    conflicts = stats.conflicts,
+                    status_writes = stats.status_writes,
+                    events = stats.events,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "placement round"
+                );
+            }
+            if retry {
+                wake.notify_one();
+            }
+        }
+        drop(driver);
+        tracing::info!("placement controller stopped");
+        Ok(())
+    }
+
+    /// The three caches and one merged stream of their changes.
+    fn caches(&self) -> (Caches, BoxStream<'static, Signal>) {
+        let config = &self.config.watcher;
+        let instances = Writer::<Instance>::new();
+        let nodes = Writer::<Node>::new();
+        let apps = Writer::<App>::new();
+        let caches = Caches {
+            instances: instances.as_reader(),
+            nodes: nodes.as_reader(),
+            apps: apps.as_reader(),
+        };
+        let instance_signals = reflector::reflector(
+            instances,
+            watcher(
+                StoreSource::<Instance>::new(Arc::clone(&self.store)),
+                config.clone(),
+            ),
+        )
+        .map(|event| signal(event, true));
+        let node_signals = reflector::reflector(
+            nodes,
+            watcher(
+                StoreSource::<Node>::new(Arc::clone(&self.store)),
+                config.clone(),
+            ),
+        )
+        .map(|event| signal(event, false));
+        let app_signals = reflector::reflector(
+            apps,
+            watcher(
+                StoreSource::<App>::new(Arc::clone(&self.store)),
+                config.clone(),
+            ),
+        )
+        .map(|event| signal(event, false));
+        let merged = stream::select_all([
+            instance_signals.boxed(),
+            node_signals.boxed(),
+            app_signals.boxed(),
+        ])
+        .boxed();
+        (caches, merged)
+    }
+
+    /// One round: place every pending instance, write bindings, conditions and Events.
+    /// Returns the stats, the last revision written to an Instance, and whether to run another
+    /// round soon (conflicts).
+    async fn round(
+        &mut self,
+        caches: &Caches,
+        leadership: Option<&Leadership>,
+    ) -> Result<(RoundStats, Revision, bool), PlacementError> {
+        let instances = caches.instances.state();
+        let mut pending: Vec<&Instance> = instances
+            .iter()
+            .map(Arc::as_ref)
+            .filter(|instance| {
+                is_pending(instance) && instance.metadata.deletion_timestamp.is_none()
+            })
+            .collect();
+        if pending.is_empty() {
+            self.reported.clear();
+            return Ok((RoundStats::default(), 0, false));
+        }
+        pending.sort_by(|a, b| {
+            (
+                a.metadata.creation_timestamp,
+                a.metadata.namespace_str(),
+                a.metadata.name_str(),
+            )
+                .cmp(&(
+                    b.metadata.creation_timestamp,
+                    b.metadata.namespace_str(),
+                    b.metadata.name_str(),
+                ))
+        });
+        let nodes = caches.nodes.state();
+        let apps = caches.apps.state();
+        let app_specs: HashMap<ObjectKey, &AppSpec> = apps
+            .iter()
+            .map(|app| {
+                (
+                    ObjectKey::new(app.metadata.namespace_str(), app.metadata.name_str()),
+                    &app.spec,
+                )
+            })
+            .collect();
+        let mut view = ClusterView::from_nodes(
+            nodes.iter().map(Arc::as_ref),
+            BoundInstance::from_instances(instances.iter().map(Arc::as_ref)),
+        );
+        let request = PlacementRequest::from_instances(
+            pending.iter().copied(),
+            |app| app_specs.get(app).copied(),
+            self.config.strategy,
+        );
+        let plan = place(&request, &mut view);
+        let by_key: HashMap<ObjectKey, &Instance> = pending
+            .iter()
+            .map(|instance| (instance_key(instance), *instance))
+            .collect();
+        let now = now();
+        let mut writes = Vec::with_capacity(plan.bindings.len());
+        for binding in &plan.bindings {
+            if let Some(instance) = by_key.get(&binding.instance) {
+                writes.push(bind(instance, binding, now)?);
+            }
+        }
+        for unplaced in &plan.unplaced {
+            if let Some(instance) = by_key.get(&unplaced.instance)
+                && let Some(write) = mark_unschedulable(instance, unplaced, now)?
+            {
+                writes.push(write);
+            }
+        }
+        let written = self.write_instances(writes, leadership).await?;
+        let events = self
+            .report_failures(&plan.unplaced, &by_key, leadership, now)
+            .await?;
+        let stats = RoundStats {
+            pending: pending.len(),
+            bound: written.bound,
+            unplaced: plan.unplaced.len(),
+            conflicts: written.conflicts,
+            status_writes: written.status_writes,
+            events,
+        };
+        Ok((stats, written.last_revision, written.conflicts > 0))
+    }
+
+    /// Most compares (and ops) per transaction under this leadership.
+    fn batch_limit(&self, fenced: bool) -> usize {
+        let limit = self.config.batch_size.clamp(1, MAX_TXN_OPS);
+        if fenced {
+            limit.min(MAX_TXN_OPS - 1)
+        } else {
+            limit
+        }
+    }
+
+    async fn txn(
+        &self,
+        txn: Txn,
+        leadership: Option<&Leadership>,
+    ) -> Result<TxnOutcome, PlacementError> {
+        let compares = txn.compares.clone();
+        let outcome = match leadership {
+            Some(leadership) => leadership.fenced_txn(txn).await?,
+            None => self.store.txn(txn).await?,
+        };
+        if let (Some(_), TxnOutcome::CompareFailed { observed, .. }) = (leadership, &outcome) {
+            // The fencing compare is the last one.
+            let fence_held = leadership
+                .zip(observed.last())
+                .is_some_and(|(leadership, state)| leadership.token().compare().holds(state));
+            if observed.len() > compares.len() && !fence_held {
+                return Err(PlacementError::LostLeadership);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Writes instance values in batches, each a compare-and-swap per instance; a batch that
+    /// loses a compare is retried without the instances that changed.
+    async fn write_instances(
+        &self,
+        writes: Vec<InstanceWrite>,
+        leadership: Option<&Leadership>,
+    ) -> Result<Written, PlacementError> {
+        let limit = self.batch_limit(leadership.is_some());
+        let mut written = Written::default();
+        let mut batches: Vec<Vec<InstanceWrite>> = Vec::new();
+        let mut bytes = 0;
+        for write in writes {
+            let full = batches.last().is_none_or(|batch| {
+                batch.len() >= limit || bytes + write.value.len() > MAX_BATCH_BYTES
+            });
+            if full {
+                batches.push(Vec::with_capacity(limit));
+                bytes = 0;
+            }
+            bytes += write.value.len() + write.key.len();
+            if let Some(batch) = batches.last_mut() {
+                batch.push(write);
+            }
+        }
+        for mut batch in batches {
+            while !batch.is_empty() {
+                let mut txn = Txn::new();
+                for write in &batch {
+                    txn = txn
+                        .when(write.key.clone(), Expect::ModRevision(write.expected))
+                        .put(write.key.clone(), write.value.clone());
+                }
+                match self.txn(txn, leadership).await? {
+                    TxnOutcome::Committed { revision } => {
+                        written.last_revision = written.last_revision.max(revision);
+                        for write in &batch {
+                            if write.binding {
+                                written.bound += 1;
+                                tracing::debug!(
+                                    app = %write.app,
+                                    instance = %write.instance,
+                                    node = write.node.as_deref().unwrap_or_default(),
+                                    revision,
+                                    "bound"
+                                );
+                            } else {
+                                written.status_writes += 1;
+                            }
+                        }
+                        break;
+                    }
+                    TxnOutcome::CompareFailed { observed, .. } => {
+                        let changed: HashSet<&str> = observed
+                            .iter()
+                            .zip(&batch)
+                            .filter(|(state, write)| state.mod_revision != write.expected)
+                            .map(|(state, _)| state.key.as_str())
+                            .collect();
+                        if changed.is_empty() {
+                            // Should not happen: nothing we compared changed. Give up on the
+                            // batch; the next round starts from fresh caches.
+                            written.conflicts += batch.len();
+                            break;
+                        }
+                        let before = batch.len();
+                        batch.retain(|write| {
+                            let keep = !changed.contains(write.key.as_str());
+                            if !keep {
+                                tracing::debug!(
+                                    app = %write.app,
+                                    instance = %write.instance,
+                                    "instance changed meanwhile; placing it again next round"
+                                );
+                            }
+                            keep
+                        });
+                        written.conflicts += before - batch.len();
+                    }
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Creates or bumps the `FailedScheduling` Event of each unplaced instance whose reason
+    /// changed or was last reported more than [`PlacementConfig::event_repeat`] ago.
+    async fn report_failures(
+        &mut self,
+        unplaced: &[Unplaced],
+        instances: &HashMap<ObjectKey, &Instance>,
+        leadership: Option<&Leadership>,
+        now: Time,
+    ) -> Result<usize, PlacementError> {
+        let current: HashSet<&ObjectKey> = unplaced.iter().map(|u| &u.instance).collect();
+        self.reported.retain(|key, _| current.contains(key));
+        let due: Vec<(&Unplaced, String)> = unplaced
+            .iter()
+            .map(|u| (u, u.reason.to_string()))
+            .filter(|(u, message)| match self.reported.get(&u.instance) {
+                Some((last, at)) => last != message || at.elapsed() >= self.config.event_repeat,
+                None => true,
+            })
+            .collect();
+        let limit = self.batch_limit(leadership.is_some());
+        let mut count = 0;
+        for chunk in due.chunks(limit) {
+            let mut txn = Txn::new();
+            let mut keys = Vec::with_capacity(chunk.len());
+            for (unplaced, message) in chunk {
+                let Some(instance) = instances.get(&unplaced.instance) else {
+                    continue;
+                };
+                let key = registry_key::<pacer_schemas::Event>(
+                    Some(&unplaced.instance.namespace),
+                    &event_name(&unplaced.instance.name),
+                );
+                let existing = self.store.get(&key).await?;
+                let (expect, event) = match &existing {
+                    Some(kv) => {
+                        match decode_stored::<pacer_schemas::Event>(&kv.value, kv.mod_revision) {
+                            Ok(event) => (
+                                Expect::ModRevision(kv.mod_revision),
+                                repeated_event(event, instance, message, now),
+                            ),
+                            Err(error) => {
+                                tracing::warn!(key, %error, "stored Event does not decode; replacing it");
+                                (
+                                    Expect::ModRevision(kv.mod_revision),
+                                    new_event(instance, message, now),
+                                )
+                            }
+                        }
+                    }
+                    None => (Expect::Absent, new_event(instance, message, now)),
+                };
+                let value = encode_stored(&event).map_err(|source| PlacementError::Encode {
+                    key: key.clone(),
+                    source,
+                })?;
+                txn = txn.when(key.clone(), expect).put(key.clone(), value);
+                keys.push(&unplaced.instance);
+                tracing::info!(
+                    app = %unplaced.app,
+                    instance = %unplaced.instance,
+                    reason = %message,
+                    "cannot place instance"
+                );
+            }
+            if keys.is_empty() {
+                continue;
+            }
+            match self.txn(txn, leadership).await? {
+                TxnOutcome::Committed { .. } => {
+                    count += keys.len();
+                    let at = Instant::now();
+                    for (unplaced, message) in chunk {
+                        self.reported
+                            .insert(unplaced.instance.clone(), (message.clone(), at));
+                    }
+                }
+                TxnOutcome::CompareFailed { .. } => {
+                    tracing::debug!("an Event changed meanwhile; reporting again next round");
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Maps a watcher event to a loop signal.
+fn signal<K: Resource>(event: watcher::Result<watcher::Event<K>>, instances: bool) -> Signal {
+    match event {
+        Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => Signal {
+            wake: true,
+            instance_revision: if instances {
+                object_revision(&object)
+            } else {
+                None
+            },
+        },
+        Ok(watcher::Event::InitApply(object)) => Signal {
+            wake: false,
+            instance_revision: if instances {
+                object_revision(&object)
+            } else {
+                None
+            },
+        },
+        Ok(watcher::Event::InitDone) => Signal {
+            wake: true,
+            instance_revision: None,
+        },
+        Ok(watcher::Event::Init) | Err(_) => Signal {
+            wake: false,
+            instance_revision: None,
+        },
+    }
+}
+
+fn instance_key(instance: &Instance) -> ObjectKey {
+    ObjectKey::new(
+        instance.metadata.namespace_str(),
+        instance.metadata.name_str(),
+    )
+}
+
+/// The name of an instance's `FailedScheduling` Event (one per instance, bumped on repeats).
+pub fn event_name(instance: &str) -> String {
+    format!("{instance}.failedscheduling")
+}
+
+/// Now, to the second (as the API server stores timestamps).
+fn now() -> Time {
+    let now = jiff::Timestamp::now();
+    Time::from_unix_seconds(now.as_second()).unwrap_or_else(|| Time::new(now))
+}
+
+fn write_of(
+    instance: &Instance,
+    updated: &Instance,
+    binding: bool,
+) -> Result<InstanceWrite, PlacementError> {
+    let key = registry_key::<Instance>(
+        Some(instance.metadata.namespace_str()),
+        instance.metadata.name_str(),
+    );
+    let value = encode_stored(updated).map_err(|source| PlacementError::Encode {
+        key: key.clone(),
+        source,
+    })?;
+    Ok(InstanceWrite {
+        instance: instance_key(instance),
+        app: instance.spec.app.clone(),
+        node: updated.spec.node_name.clone(),
+        expected: object_revision(instance).unwrap_or(0),
+        key,
+        value,
+        binding,
+    })
+}
+
+/// The instance bound as `binding` says: spec (node, host ports, role; generation + 1) and
+/// status (Staging, host, stagedAt, `Scheduled=True`).
+fn bind(
+    instance: &Instance,
+    binding: &Binding,
+    now: Time,
+) -> Result<InstanceWrite, PlacementError> {
+    let mut updated = instance.clone();
+    updated.spec.node_name = Some(binding.node_name.clone());
+    updated.spec.host_ports = Some(binding.host_ports.clone());
+    updated.spec.role = Some(binding.role.clone());
+    if updated.spec != instance.spec {
+        updated.metadata.generation = Some(instance.metadata.generation.unwrap_or(0) + 1);
+    }
+    let generation = updated.metadata.generation;
+    let status = updated.status.get_or_insert_with(Default::default);
+    status.phase = InstancePhase::Staging;
+    status.host = Some(binding.hostname.clone());
+    status.staged_at = Some(now);
+    set_condition(
+        &mut status.conditions,
+        Condition {
+            type_: SCHEDULED.to_owned(),
+            status: ConditionStatus::True,
+            observed_generation: generation,
+            last_transition_time: Some(now),
+            reason: Some("Scheduled".to_owned()),
+            message: Some(format!("bound to node {}", binding.node_name)),
+        },
+    );
+    write_of(instance, &updated, true)
+}
+
+/// The status write that records why an instance stays pending, or `None` when its
+/// `Scheduled` condition already says so.
+fn mark_unschedulable(
+    instance: &Instance,
+    unplaced: &Unplaced,
+    now: Time,
+) -> Result<Option<InstanceWrite>, PlacementError> {
+    let message = unplaced.reason.to_string();
+    let current = instance
+        .status
+        .as_ref()
+        .and_then(|status| find_condition(&status.conditions, SCHEDULED));
+    if current.is_some_and(|condition| {
+        condition.status == ConditionStatus::False
+            && condition.reason.as_deref() == Some(UNSCHEDULABLE)
+            && condition.message.as_deref() == Some(message.as_str())
+    }) {
+        return Ok(None);
+    }
+    let mut updated = instance.clone();
+    let generation = updated.metadata.generation;
+    let status = updated.status.get_or_insert_with(Default::default);
+    set_condition(
+        &mut status.conditions,
+        Condition {
+            type_: SCHEDULED.to_owned(),
+            status: ConditionStatus::False,
+            observed_generation: generation,
+            last_transition_time: Some(now),
+            reason: Some(UNSCHEDULABLE.to_owned()),
+            message: Some(message),
+        },
+    );
+    write_of(instance, &updated, false).map(Some)
+}
+
+fn involved(instance: &Instance) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(Instance::API_VERSION.to_owned()),
+        kind: Some(Instance::KIND.to_owned()),
+        namespace: instance.metadata.namespace.clone(),
+        name: instance.metadata.name.clone(),
+        uid: instance.metadata.uid.clone(),
+        resource_version: None,
+        field_path: None,
+    }
+}
+
+/// A first `FailedScheduling` Event for `instance`, as the API server would store it.
+fn new_event(instance: &Instance, message: &str, now: Time) -> pacer_schemas::Event {
+    let mut metadata = ObjectMeta::named(
+        instance.metadata.namespace_str(),
+        event_name(instance.metadata.name_str()),
+    );
+    metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+    metadata.creation_timestamp = Some(now);
+    metadata.generation = Some(1);
+    let mut event = pacer_schemas::Event {
+        metadata,
+        involved_object: involved(instance),
+        reason: Some(FAILED_SCHEDULING.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(EventType::Warning),
+        count: Some(1),
+        first_timestamp: Some(now),
+        last_timestamp: Some(now),
+        source: Some(EventSource {
+            component: Some(COMPONENT.to_owned()),
+            host: None,
+        }),
+        action: Some("Scheduling".to_owned()),
+        ..Default::default()
+    };
+    event.set_type_meta();
+    event
+}
+
+/// `event` repeated: count + 1, new `lastTimestamp` and message; generation + 1 (an Event's
+/// generation follows everything outside its metadata, as the API server counts it).
+fn repeated_event(
+    mut event: pacer_schemas::Event,
+    instance: &Instance,
+    message: &str,
+    now: Time,
+) -> pacer_schemas::Event {
+    event.count = Some(event.count.unwrap_or(1).saturating_add(1));
+    event.last_timestamp = Some(now);
+    event.message = Some(message.to_owned());
+    event.involved_object = involved(instance);
+    event.metadata.generation = Some(event.metadata.generation.unwrap_or(1) + 1);
+    event
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use pacer_store::embedded::EmbeddedStore;
+    use pacer_store::{Election, ListOptions};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    async fn put(store: &dyn Store, key: &str, value: Value) {
+        store
+            .create(key, serde_json::to_vec(&value).unwrap(), None)
+            .await
+            .unwrap();
+    }
+
+    async fn add_node(store: &dyn Store, name: &str, rack: &str) {
+        put(
+            store,
+            &format!("/registry/nodes/{name}"),
+            json!({
+                "apiVersion": "pacer.dev/v1", "kind": "Node",
+                "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
+                "spec": {"attributes": {"rack": rack}, "unschedulable": false, "role": "*"},
+                "status": {
+                    "capacity": {"cpus": 4.0, "mem": 4096.0, "disk": 10000.0, "gpus": 0, "ports": [{"begin": 31000, "end": 31009}]},
+                    "allocatable": {"cpus": 4.0, "mem": 4096.0, "disk": 10000.0, "gpus": 0, "ports": [{"begin": 31000, "end": 31009}]},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }),
+        )
+        .await;
+    }
+
+    async fn add_instance(store: &dyn Store, name: &str, app: &str, template: Value) {
+        put(
+            store,
+            &format!("/registry/instances/default/{name}"),
+            json!({
+                "apiVersion": "pacer.dev/v1", "kind": "Instance",
+                "metadata": {
+                    "name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                    "generation": 1, "creationTimestamp": "2024-05-01T10:00:00Z",
+                    "labels": {"pacer.dev/app": app},
+                },
+                "spec": {"app": app, "appVersion": "2024-05-01T10:00:00Z", "template": template, "goal": "Running"},
+            }),
+        )
+        .await;
+    }
+
+    async fn instances(store: &dyn Store) -> Vec<Instance> {
+        let page = store
+            .list("/registry/instances/", &ListOptions::default())
+            .await
+            .unwrap();
+        page.items
+            .iter()
+            .map(|kv| decode_stored::<Instance>(&kv.value, kv.mod_revision).unwrap())
+            .collect()
+    }
+
+    async fn eventually<F, Fut>(what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn config() -> PlacementConfig {
+        PlacementConfig {
+            debounce: Duration::from_millis(20),
+            ..PlacementConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn binds_unique_instances_to_distinct_nodes_and_reports_what_does_not_fit() {
+        let (_dir, store) = store();
+        for (index, rack) in ["r1", "r1", "r2", "r2", "r3"].iter().enumerate() {
+            add_node(store.as_ref(), &format!("n{}", index + 1), rack).await;
+        }
+        let web = json!({"cmd": "sleep 1000", "cpus": 0.5, "mem": 128, "constraints": [["hostname", "UNIQUE"]],
+                         "portDefinitions": [{"port": 0, "name": "http"}]});
+        for index in 1..=3 {
+            add_instance(store.as_ref(), &format!("web.{index}"), "web", web.clone()).await;
+        }
+        add_instance(
+            store.as_ref(),
+            "huge.1",
+            "huge",
+            json!({"cmd": "sleep 1000", "cpus": 0.5, "mem": 100000}),
+        )
+        .await;
+        let shutdown = CancellationToken::new();
+        let controller = PlacementController::new(Arc::clone(&store), config());
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+
+        eventually("three bindings", || async {
+            instances(store.as_ref())
+                .await
+                .iter()
+                .filter(|i| i.spec.node_name.is_some())
+                .count()
+                == 3
+        })
+        .await;
+        let all = instances(store.as_ref()).await;
+        let mut nodes = HashSet::new();
+        for instance in all.iter().filter(|i| i.spec.app == "web") {
+            let node = instance.spec.node_name.clone().unwrap();
+            assert!(nodes.insert(node), "UNIQUE hostname violated: {all:#?}");
+            assert_eq!(instance.metadata.generation, Some(2));
+            assert_eq!(instance.spec.host_ports.as_ref().map(Vec::len), Some(1));
+            let status = instance.status.as_ref().unwrap();
+            assert_eq!(status.phase, InstancePhase::Staging);
+            assert!(status.staged_at.is_some());
+            assert!(
+                find_condition(&status.conditions, SCHEDULED)
+                    .unwrap()
+                    .is_true()
+            );
+        }
+        eventually("the unschedulable condition and its Event", || async {
+            let huge = instances(store.as_ref())
+                .await
+                .into_iter()
+                .find(|i| i.spec.app == "huge")
+                .unwrap();
+            let condition = huge
+                .status
+                .as_ref()
+                .and_then(|s| find_condition(&s.conditions, SCHEDULED).cloned());
+            let event = store
+                .get("/registry/events/default/huge.1.failedscheduling")
+                .await
+                .unwrap();
+            condition.is_some() && event.is_some()
+        })
+        .await;
+        let huge = instances(store.as_ref())
+            .await
+            .into_iter()
+            .find(|i| i.spec.app == "huge")
+            .unwrap();
+        assert_eq!(huge.spec.node_name, None);
+        assert_eq!(
+            huge.metadata.generation,
+            Some(1),
+            "status writes keep generation"
+        );
+        let condition = find_condition(&huge.status.as_ref().unwrap().conditions, SCHEDULED)
+            .unwrap()
+            .clone();
+        assert_eq!(condition.status, ConditionStatus::False);
+        assert_eq!(condition.reason.as_deref(), Some(UNSCHEDULABLE));
+        assert_eq!(
+            condition.message.as_deref(),
+            Some("0/5 nodes available: 5 insufficient mem")
+        );
+        let kv = store
+            .get("/registry/events/default/huge.1.failedscheduling")
+            .await
+            .unwrap()
+            .unwrap();
+        let stored: Value = serde_json::from_slice(&kv.value).unwrap();
+        assert!(stored.pointer("/metadata/resourceVersion").is_none());
+        assert_eq!(stored["reason"], "FailedScheduling");
+        assert_eq!(stored["type"], "Warning");
+        assert_eq!(stored["count"], 1);
+        assert_eq!(stored["involvedObject"]["name"], "huge.1");
+        let huge_revision = object_revision(&huge).unwrap();
+
+        // A new node wakes a round and changes the reason (0/6): the condition is rewritten.
+        add_node(store.as_ref(), "n6", "r3").await;
+        let huge_of = || async {
+            instances(store.as_ref())
+                .await
+                .into_iter()
+                .find(|i| i.spec.app == "huge")
+                .unwrap()
+        };
+        eventually("the reason updated", || async {
+            object_revision(&huge_of().await) != Some(huge_revision)
+        })
+        .await;
+        let revision = object_revision(&huge_of().await).unwrap();
+        // An unrelated change wakes a round too, but the reason is the same: no write.
+        put(
+            store.as_ref(),
+            "/registry/apps/default/other",
+            json!({"apiVersion": "pacer.dev/v1", "kind": "App",
+                   "metadata": {"name": "other", "namespace": "default"}, "spec": {"cmd": "true"}}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let huge = instances(store.as_ref())
+            .await
+            .into_iter()
+            .find(|i| i.spec.app == "huge")
+            .unwrap();
+        assert_eq!(object_revision(&huge), Some(revision));
+        assert!(
+            find_condition(&huge.status.unwrap().conditions, SCHEDULED)
+                .unwrap()
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("0/6 nodes available")
+        );
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_repeat_by_bumping_count_and_a_deposed_leader_writes_nothing() {
+        let (_dir, store) = store();
+        add_node(store.as_ref(), "n1", "r1").await;
+        add_instance(
+            store.as_ref(),
+            "huge.1",
+            "huge",
+            json!({"cmd": "sleep 1000", "cpus": 0.5, "mem": 100000}),
+        )
+        .await;
+        let lease = store.lease_grant(30).await.unwrap();
+        let election = Election::new(Arc::clone(&store), "/elections/placement/").unwrap();
+        let leadership = Arc::new(election.campaign(lease, b"me".to_vec()).await.unwrap());
+        let shutdown = CancellationToken::new();
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            PlacementConfig {
+                event_repeat: Duration::ZERO,
+                resync: Duration::from_millis(100),
+                ..config()
+            },
+        );
+        let task = tokio::spawn(controller.run(Some(Arc::clone(&leadership)), shutdown.clone()));
+        let event_count = || async {
+            store
+                .get("/registry/events/default/huge.1.failedscheduling")
+                .await
+                .unwrap()
+                .map(|kv| {
+                    serde_json::from_slice::<Value>(&kv.value).unwrap()["count"]
+                        .as_i64()
+                        .unwrap()
+                })
+        };
+        eventually("the Event repeated", || async {
+            event_count().await.is_some_and(|count| count >= 3)
+        })
+        .await;
+        // Depose the leader: its next fenced write fails and the controller stops.
+        store.lease_revoke(lease).await.unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the controller stops")
+            .unwrap();
+        assert!(
+            matches!(result, Err(PlacementError::LostLeadership)),
+            "{result:?}"
+        );
+        let count = event_count().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(event_count().await, count, "no write after deposition");
+    }
+}
