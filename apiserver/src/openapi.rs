@@ -42,12 +42,14 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(|| {
     }
 });
 
-/// `GET /openapi/v2`: an empty protobuf document.
+/// `GET /openapi/v2`: an empty protobuf document. The Content-Type uses the dotted form, as
+/// Kubernetes answers: the `@v1.0` form is only for Accept headers, and kubectl 1.20's media
+/// type parser rejects it in a response.
 pub async fn v2() -> Response {
     let mut response = (StatusCode::OK, Bytes::new()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
     );
     response
 }

@@ -121,7 +121,7 @@ async fn openapi_v2_is_an_empty_protobuf_document() {
     assert!(reply.body.is_empty());
     assert_eq!(
         reply.headers.get(header::CONTENT_TYPE).unwrap(),
-        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
 }
 
