@@ -10,7 +10,8 @@
 //!   `status.phase: Staging`, `status.host`, `status.stagedAt` and `Scheduled=True` — up to
 //!   [`PlacementConfig::batch_size`] per transaction, each a compare-and-swap on the instance
 //!   key's `mod_revision`, plus the leader's fencing compare when running under a
-//!   [`Leadership`];
+//!   [`Leadership`]; under a leadership every Instance write is also stamped with the
+//!   writer's term ([`LEADER_TERM_ANNOTATION`], [`LEADER_ANNOTATION`]);
 //! * for instances that cannot be placed, the condition `Scheduled=False`, reason
 //!   `Unschedulable`, with the reason as message (only when it changed, so no write storm), and
 //!   one `FailedScheduling` Warning Event per instance (`/registry/events/<ns>/<instance>.
@@ -405,12 +406,12 @@ impl PlacementController {
         let mut writes = Vec::with_capacity(plan.bindings.len());
         for binding in &plan.bindings {
             if let Some(instance) = by_key.get(&binding.instance) {
-                writes.push(bind(instance, binding, now)?);
+                writes.push(bind(instance, binding, now, leadership)?);
             }
         }
         for unplaced in &plan.unplaced {
             if let Some(instance) = by_key.get(&unplaced.instance)
-                && let Some(write) = mark_unschedulable(instance, unplaced, now)?
+                && let Some(write) = mark_unschedulable(instance, unplaced, now, leadership)?
             {
                 writes.push(write);
             }
@@ -679,16 +680,40 @@ fn now() -> Time {
     Time::from_unix_seconds(now.as_second()).unwrap_or_else(|| Time::new(now))
 }
 
+/// The annotation that names the leadership term (the create revision of the leader's
+/// election key, i.e. its fencing token) under which an Instance was last written.
+pub const LEADER_TERM_ANNOTATION: &str = "pacer.dev/leader-term";
+/// The annotation that names the leader's election key (whose value is the replica's
+/// identity, `<pid>:<listen address>`) under which an Instance was last written.
+pub const LEADER_ANNOTATION: &str = "pacer.dev/leader";
+
+/// The write of `updated` over `instance`, compared on `instance`'s revision. Under a
+/// leadership, the value is stamped with [`LEADER_TERM_ANNOTATION`] and [`LEADER_ANNOTATION`]
+/// so that the store's history shows which term wrote each version: the HA test
+/// (`cli/tests/ha.rs`) reads it back to prove no Instance was written by two leaders.
 fn write_of(
     instance: &Instance,
-    updated: &Instance,
+    mut updated: Instance,
     binding: bool,
+    leadership: Option<&Leadership>,
 ) -> Result<InstanceWrite, PlacementError> {
     let key = registry_key::<Instance>(
         Some(instance.metadata.namespace_str()),
         instance.metadata.name_str(),
     );
-    let value = encode_stored(updated).map_err(|source| PlacementError::Encode {
+    if let Some(leadership) = leadership {
+        let token = leadership.token();
+        let annotations = updated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.insert(
+            LEADER_TERM_ANNOTATION.to_owned(),
+            token.create_revision.to_string(),
+        );
+        annotations.insert(LEADER_ANNOTATION.to_owned(), token.key.clone());
+    }
+    let value = encode_stored(&updated).map_err(|source| PlacementError::Encode {
         key: key.clone(),
         source,
     })?;
@@ -709,6 +734,7 @@ fn bind(
     instance: &Instance,
     binding: &Binding,
     now: Time,
+    leadership: Option<&Leadership>,
 ) -> Result<InstanceWrite, PlacementError> {
     let mut updated = instance.clone();
     updated.spec.node_name = Some(binding.node_name.clone());
@@ -733,7 +759,7 @@ fn bind(
             message: Some(format!("bound to node {}", binding.node_name)),
         },
     );
-    write_of(instance, &updated, true)
+    write_of(instance, updated, true, leadership)
 }
 
 /// The status write that records why an instance stays pending, or `None` when its
@@ -742,6 +768,7 @@ fn mark_unschedulable(
     instance: &Instance,
     unplaced: &Unplaced,
     now: Time,
+    leadership: Option<&Leadership>,
 ) -> Result<Option<InstanceWrite>, PlacementError> {
     let message = unplaced.reason.to_string();
     let current = instance
@@ -769,7 +796,7 @@ fn mark_unschedulable(
             message: Some(message),
         },
     );
-    write_of(instance, &updated, false).map(Some)
+    write_of(instance, updated, false, leadership).map(Some)
 }
 
 fn involved(instance: &Instance) -> ObjectReference {
