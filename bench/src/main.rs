@@ -2,7 +2,8 @@
 //!
 //! Machines are shared and noisy, so no figure is ever judged on its own: each is printed beside
 //! a baseline measured in the same run (for the store, the bare `etcd-client` against the same
-//! etcd at the same concurrency; for the API, the raw embedded store holding the same objects),
+//! etcd at the same concurrency; for the API, the raw embedded store holding the same objects;
+//! for placement, the raw embedded store's batched writes),
 //! and the store's targets are ratios to that baseline (the API's are the absolute
 //! latencies, shown beside the store's figure). A benchmark is not a test: a missed target is reported (in the table and in the JSON results) and the process
 //! still exits 0; it exits non-zero only when the benchmark itself fails.
@@ -10,6 +11,7 @@
 mod api;
 mod load;
 mod machine;
+mod placement;
 mod results;
 mod store;
 
@@ -41,6 +43,10 @@ enum Suite {
     /// The API server (the real `pacer dev` over HTTP) beside the raw embedded store: GET at a
     /// fixed rate, LIST of 10,000 Apps, 1,000 concurrent watchers.
     Api(api::ApiArgs),
+    /// The placement controller in the real `pacer dev`: 10,000 Instances of 100 Apps with
+    /// mixed constraints bound onto 1,000 hollow nodes, beside the raw embedded store's
+    /// batched-write throughput.
+    Placement(placement::PlacementArgs),
 }
 
 /// Where results go unless `--out` says otherwise: `bench/results/` in the source tree.
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         match cli.suite {
             Suite::Store(args) => store::run(args).await,
             Suite::Api(args) => api::run(args).await,
+            Suite::Placement(args) => placement::run(args).await,
         }
     });
     // Do not wait for tasks a failed run left behind (a hung watcher, a stuck write).

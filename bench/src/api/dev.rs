@@ -116,6 +116,12 @@ impl DevServer {
         }
     }
 
+    /// Its process id, while it runs (the placement suite reads its CPU time and RSS from
+    /// `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

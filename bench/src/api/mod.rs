@@ -21,11 +21,11 @@
 //! Targets (issue 4): GET p99 ≤ 10 ms at 1,000/s; watch delivery p99 ≤ 100 ms to every one of
 //! 1,000 watchers. A missed target is reported, not an error.
 
-mod dev;
+pub mod dev;
 mod get;
 mod list;
 mod open_loop;
-mod report;
+pub mod report;
 mod watch;
 
 use std::path::PathBuf;
@@ -356,7 +356,7 @@ async fn run_scenarios(bench: &Bench, args: &ApiArgs, kinds: &[ApiScenario]) -> 
 
 /// Raises the soft limit on open files to the hard limit and checks that `needed` fit (every
 /// HTTP watcher holds a socket here and one in the server, which inherits the limit).
-fn raise_nofile_limit(needed: u64) -> Result<u64> {
+pub(crate) fn raise_nofile_limit(needed: u64) -> Result<u64> {
     let limit = rlimit::increase_nofile_limit(u64::MAX)
         .context("raise the soft limit on open files (RLIMIT_NOFILE)")?;
     if limit < needed {
@@ -371,7 +371,7 @@ fn raise_nofile_limit(needed: u64) -> Result<u64> {
 
 /// reqwest is built without a bundled crypto provider (no aws-lc, so no cmake); install ring as
 /// pacer-client does. Plain-HTTP requests need none, but building a client may check for it.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race to another installer is fine: a provider is installed either way.
         let _ = rustls::crypto::ring::default_provider().install_default();
