@@ -4,206 +4,33 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{Server, repo_root};
 
-const PACER: &str = env!("CARGO_BIN_EXE_pacer");
-
-/// A running `pacer dev`, killed on drop.
-struct Dev {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Dev {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = File::create(dir.path().join("dev.log")).unwrap();
-        let child = Command::new(PACER)
-            .args([
-                "dev",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("PACER_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut dev = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        };
-        dev.wait_ready(port);
-        dev
-    }
-
-    fn wait_ready(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "pacer dev exited with {status} before serving:\n{}",
-                    self.log()
-                );
-            }
-            if healthz(port) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "pacer dev did not answer GET /healthz on 127.0.0.1:{port} within 60s (does `pacer dev` serve the API yet?):\n{}",
-            self.log()
-        );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
-    }
-
-    /// A `pacer` command aimed at this server through the environment, with its own config
-    /// file.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(PACER);
-        command
-            .args(args)
-            .env("PACER_SERVER", &self.url)
-            .env("PACER_CONFIG", self.dir.path().join("config.yaml"))
-            .env_remove("PACER_NAMESPACE")
-            .env_remove("PACER_CONTEXT")
-            .env_remove("PACER_TOKEN")
-            .env("PACER_LOG", "warn")
-            .current_dir(repo_root());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let output = self.command(args).stdin(Stdio::null()).output().unwrap();
-        Run::from(args, output)
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        Run::from(args, child.wait_with_output().unwrap())
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-
-    fn get_json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["get"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["-o", "json"]);
-        serde_json::from_str(&self.run(&all).success().stdout).unwrap()
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What one `pacer` run printed and how it ended.
-#[derive(Debug)]
-struct Run {
-    args: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(args: &[&str], output: Output) -> Self {
-        Self {
-            args: args.join(" "),
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    #[track_caller]
-    fn success(self) -> Self {
-        assert_eq!(self.code, Some(0), "pacer {} failed: {self:#?}", self.args);
-        self
-    }
-
-    #[track_caller]
-    fn failure(self) -> Self {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "pacer {} should exit 1: {self:#?}",
-            self.args
-        );
-        self
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn healthz(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+/// `pacer get <args> -o json`, which must succeed, as JSON.
+fn get_json(dev: &Server, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&dev.run(&all).success().stdout).unwrap()
 }
 
 const HELLO: &str = "manifests/examples/hello-process.yaml";
 
 #[test]
 fn apply_get_diff_delete_round_trip() {
-    let dev = Dev::start();
+    let dev = Server::dev();
 
     let first = dev.run(&["apply", "-f", HELLO]).success();
     assert_eq!(first.stdout, "app.pacer.dev/hello created\n");
-    let created = dev.get_json(&["app", "hello"]);
+    let created = get_json(&dev, &["app", "hello"]);
     assert_eq!(created["spec"]["instances"], 1);
     assert!(created["metadata"]["uid"].is_string());
 
@@ -232,12 +59,12 @@ fn apply_get_diff_delete_round_trip() {
         dry.stdout,
         "app.pacer.dev/hello configured (server dry run)\n"
     );
-    assert_eq!(dev.get_json(&["app", "hello"])["spec"]["instances"], 1);
+    assert_eq!(get_json(&dev, &["app", "hello"])["spec"]["instances"], 1);
 
     // Applying it keeps what the server owns.
     let configured = dev.run(&["apply", "-f", &changed]).success();
     assert_eq!(configured.stdout, "app.pacer.dev/hello configured\n");
-    let updated = dev.get_json(&["app", "hello"]);
+    let updated = get_json(&dev, &["app", "hello"]);
     assert_eq!(updated["spec"]["instances"], 3);
     assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
     assert_eq!(
@@ -309,7 +136,7 @@ fn apply_get_diff_delete_round_trip() {
 
 #[test]
 fn multi_document_apply_directory_and_prune() {
-    let dev = Dev::start();
+    let dev = Server::dev();
     let shop = dev
         .run(&["apply", "-f", "manifests/examples/shop.yaml"])
         .success();
@@ -351,7 +178,7 @@ fn multi_document_apply_directory_and_prune() {
         all.stdout,
         "app.pacer.dev/hello created\napp.pacer.dev/db unchanged\napp.pacer.dev/api unchanged\napp.pacer.dev/web created\napp.pacer.dev/web created\n"
     );
-    let everywhere = dev.get_json(&["apps", "-A"]);
+    let everywhere = get_json(&dev, &["apps", "-A"]);
     assert_eq!(everywhere["items"].as_array().unwrap().len(), 5);
 
     // Standard input, JSON.
@@ -371,7 +198,7 @@ fn multi_document_apply_directory_and_prune() {
 
 #[test]
 fn bad_input_is_reported_and_nothing_is_written() {
-    let dev = Dev::start();
+    let dev = Server::dev();
     let bad_yaml = dev.write(
         "bad.yaml",
         "apiVersion: pacer.dev/v1\nkind: App\nmetadata:\n  name: web\n   labels: x\n",
@@ -432,7 +259,7 @@ fn bad_input_is_reported_and_nothing_is_written() {
 
 #[test]
 fn config_contexts_choose_server_and_namespace() {
-    let dev = Dev::start();
+    let dev = Server::dev();
     dev.run(&["apply", "-f", "manifests/examples/shop.yaml"])
         .success();
     let set = dev
@@ -477,7 +304,7 @@ fn config_contexts_choose_server_and_namespace() {
 
 #[test]
 fn get_watch_prints_a_row_per_change() {
-    let dev = Dev::start();
+    let dev = Server::dev();
     let mut watcher = dev
         .command(&["get", "apps", "-w"])
         .stdin(Stdio::null())

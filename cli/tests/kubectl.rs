@@ -5,106 +5,35 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use support::Server;
+use support::kubectl::Kubectl;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
-/// `pacer dev` running in the background; killed on drop if the test did not stop it.
-struct Server {
-    child: Child,
-    address: String,
-    log: PathBuf,
+/// `pacer dev` with the API server's debug log, and kubectl aimed at it.
+fn start() -> (Server, Kubectl) {
+    let server = Server::dev_with_log("info,pacer_apiserver=debug");
+    let kubectl = Kubectl::new(KUBECTL, "kubectl", server.dir(), &server);
+    (server, kubectl)
 }
 
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let log = dir.join("pacer.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-            .args(["dev", "--listen", &address, "--data-dir"])
-            .arg(dir.join("data"))
-            .env("PACER_LOG", "info,pacer_apiserver=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start pacer dev");
-        let server = Self {
-            child,
-            address,
-            log,
-        };
-        server.wait_healthy();
-        server
-    }
-
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(mut stream) = TcpStream::connect(&self.address) {
-                let request = format!(
-                    "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                    self.address
-                );
-                let mut response = String::new();
-                if stream.write_all(request.as_bytes()).is_ok()
-                    && stream.read_to_string(&mut response).is_ok()
-                    && response.starts_with("HTTP/1.1 200")
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "pacer dev did not become healthy; log:\n{}",
-            self.log_text()
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "pacer dev exited with {status}; log:\n{}",
-                    self.log_text()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pacer dev did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Sends SIGTERM, asserts a clean exit, and then that the server logged no `ERROR` before
+/// it was stopped.
+fn stop(mut server: Server) {
+    let log = server.log();
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "pacer dev exited with {status}; log:\n{}",
+        server.log()
+    );
+    assert!(!log.contains("ERROR"), "errors in the server log:\n{log}");
 }
 
 /// A child process killed (and reaped) when dropped, even if the test panics.
@@ -114,71 +43,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    home: PathBuf,
-}
-
-impl Kubectl {
-    fn new(dir: &Path, server: &Server) -> Self {
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: pacer\n  cluster:\n    server: http://{}\n\
-                 contexts:\n- name: pacer\n  context:\n    cluster: pacer\n    user: anonymous\n    namespace: default\n\
-                 current-context: pacer\nusers:\n- name: anonymous\n  user: {{}}\n",
-                server.address
-            ),
-        )
-        .unwrap();
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        Self { kubeconfig, home }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", &self.home)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("run kubectl")
-    }
-
-    /// Runs kubectl, asserts it succeeded, and returns its stdout.
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-            output.status
-        );
-        stdout
-    }
-
-    /// Runs kubectl, asserts it failed, and returns stdout and stderr together.
-    #[track_caller]
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            !output.status.success(),
-            "kubectl {args:?} should fail:\n{text}"
-        );
-        text
     }
 }
 
@@ -202,10 +66,9 @@ fn kubectl_drives_pacer_dev() {
         eprintln!("SKIPPED kubectl_drives_pacer_dev: {KUBECTL} is not installed");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let kubectl = Kubectl::new(dir.path(), &server);
-    let manifest = dir.path().join("web.yaml");
+    let (server, kubectl) = start();
+    let dir = server.dir();
+    let manifest = dir.join("web.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let manifest = manifest.to_str().unwrap();
 
@@ -266,7 +129,7 @@ fn kubectl_drives_pacer_dev() {
     assert_eq!(instances, "3 2");
 
     // Server-side validation with default flags: the unknown field is named.
-    let bad = dir.path().join("bad.yaml");
+    let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
         MANIFEST
@@ -296,11 +159,8 @@ fn kubectl_drives_pacer_dev() {
 
     // A watch sees the scale and the delete.
     let mut watch = KillOnDrop(
-        Command::new(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(&kubectl.kubeconfig)
-            .args(["get", "apps", "-w", "--output-watch-events"])
-            .env("HOME", &kubectl.home)
+        kubectl
+            .command(&["get", "apps", "-w", "--output-watch-events"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -343,9 +203,7 @@ fn kubectl_drives_pacer_dev() {
     assert!(next_line().starts_with("DELETED"));
     drop(watch);
 
-    let log = server.log_text();
-    server.stop();
-    assert!(!log.contains("ERROR"), "errors in the server log:\n{log}");
+    stop(server);
 }
 
 #[test]
@@ -354,10 +212,9 @@ fn kubectl_server_side_apply() {
         eprintln!("SKIPPED kubectl_server_side_apply: {KUBECTL} is not installed");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let kubectl = Kubectl::new(dir.path(), &server);
-    let manifest = dir.path().join("web.yaml");
+    let (server, kubectl) = start();
+    let dir = server.dir();
+    let manifest = dir.join("web.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let manifest = manifest.to_str().unwrap();
     let version = || {
@@ -395,7 +252,7 @@ fn kubectl_server_side_apply() {
     }
 
     // Another manager changing an owned field conflicts; kubectl explains how to force.
-    let other = dir.path().join("other.yaml");
+    let other = dir.join("other.yaml");
     std::fs::write(
         &other,
         "apiVersion: pacer.dev/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  instances: 4\n",
@@ -446,7 +303,5 @@ fn kubectl_server_side_apply() {
     assert_eq!(diff.status.code(), Some(1), "{diff:?}");
     assert!(String::from_utf8_lossy(&diff.stdout).contains("+    tier: front"));
 
-    let log = server.log_text();
-    server.stop();
-    assert!(!log.contains("ERROR"), "errors in the server log:\n{log}");
+    stop(server);
 }

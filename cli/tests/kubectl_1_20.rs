@@ -16,9 +16,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::Server;
+use support::kubectl::Kubectl;
 
 /// Where kubectl 1.20 is, if anywhere.
 fn kubectl_1_20() -> Option<PathBuf> {
@@ -53,79 +54,6 @@ fn kubectl_1_20() -> Option<PathBuf> {
     None
 }
 
-/// kubectl with its own kubeconfig (aimed at the server, namespace `default`) and `HOME` (so
-/// its discovery cache is fresh).
-struct Kubectl {
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-    home: PathBuf,
-}
-
-impl Kubectl {
-    fn new(binary: PathBuf, dir: &Path, server: &Server) -> Self {
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: pacer\n  cluster:\n    server: {}\n\
-                 contexts:\n- name: pacer\n  context:\n    cluster: pacer\n    user: anonymous\n    namespace: default\n\
-                 current-context: pacer\nusers:\n- name: anonymous\n  user: {{}}\n",
-                server.url
-            ),
-        )
-        .unwrap();
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        Self {
-            binary,
-            kubeconfig,
-            home,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.binary)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", &self.home)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("run kubectl 1.20")
-    }
-
-    /// Runs kubectl, asserts it succeeded, and returns its stdout.
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "kubectl 1.20 {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    }
-
-    /// Runs kubectl, asserts it exited with `code`, and returns stdout and stderr together.
-    #[track_caller]
-    fn exits(&self, code: i32, args: &[&str]) -> String {
-        let output = self.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "kubectl 1.20 {args:?} should exit with {code}:\n{text}"
-        );
-        text
-    }
-}
-
 const MANIFEST: &str = "\
 apiVersion: pacer.dev/v1
 kind: App
@@ -155,7 +83,7 @@ fn kubectl_1_20_drives_pacer_dev() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&["dev", "--data-dir", data.to_str().unwrap()]);
-    let kubectl = Kubectl::new(binary, dir.path(), &server);
+    let kubectl = Kubectl::new(binary, "kubectl 1.20", dir.path(), &server);
     let manifest = dir.path().join("web.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let manifest = manifest.to_str().unwrap();

@@ -6,141 +6,50 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pacer_testkit::EtcdServer;
 use serde_json::{Value, json};
+use support::Server;
 
-const PACER: &str = env!("CARGO_BIN_EXE_pacer");
-
-/// A running `pacer dev` or `pacer server` (with its etcd), killed on drop.
+/// A running `pacer dev` (with an etcd, for the `server` scenario), killed on drop.
 struct Dev {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    /// Dropped (killed) after the server, which `Drop` kills first.
+    server: Server,
+    /// Dropped (killed) after the server, which is declared first.
     _etcd: Option<EtcdServer>,
 }
 
 impl Dev {
     fn start() -> Self {
-        Self::start_with(None)
+        Self {
+            server: Server::dev(),
+            _etcd: None,
+        }
     }
 
     fn start_server() -> Self {
         let etcd = EtcdServer::start()
             .expect("start a throwaway etcd (is etcd installed? hack/install-deps.sh)");
-        Self::start_with(Some(etcd))
-    }
-
-    fn start_with(etcd: Option<EtcdServer>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = File::create(dir.path().join("dev.log")).unwrap();
-        let child = Command::new(PACER)
-            .args([
-                "dev",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("PACER_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut dev = Self {
-            child,
-            port,
-            dir,
-            _etcd: etcd,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = dev.child.try_wait().unwrap() {
-                panic!("pacer exited with {status}:\n{}", dev.log());
-            }
-            if dev.http("GET", "/healthz", None).0 == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pacer did not start:\n{}",
-                dev.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        Self {
+            server: Server::dev(),
+            _etcd: Some(etcd),
         }
-        dev
     }
 
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
-    }
-
-    /// A minimal HTTP/1.1 request (no client crate needed): status code and JSON body.
+    /// A raw HTTP request: status code and JSON body (`null` if the body is not JSON).
     fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, Value::Null);
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response);
-        let code = text
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+        let response = self.server.http(method, path, body);
+        (
+            response.code,
+            serde_json::from_str(&response.body).unwrap_or(Value::Null),
+        )
     }
 
     fn pacer(&self, args: &[&str]) -> String {
-        let output = Command::new(PACER)
-            .args(args)
-            .env("PACER_SERVER", self.url())
-            .env("PACER_CONFIG", self.dir.path().join("config.yaml"))
-            .env("PACER_LOG", "warn")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "pacer {args:?} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        self.server.run(args).success().stdout
     }
 
     fn create(&self, path: &str, object: &Value) -> Value {
@@ -168,34 +77,11 @@ impl Dev {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}:\n{}",
-                self.log()
+                self.server.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn instance_of(app: &Value, name: &str) -> Value {

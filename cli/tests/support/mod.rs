@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod kubectl;
+
 /// The `pacer` binary under test.
 pub const PACER: &str = env!("CARGO_BIN_EXE_pacer");
 
@@ -56,13 +58,34 @@ impl Server {
     /// Starts `pacer <args> --listen 127.0.0.1:<free port>` with `PACER_LOG=info` and waits
     /// until it answers `GET /readyz` with 200.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_log(args, "info")
+    }
+
+    /// [`Server::start`] with `PACER_LOG=<log_filter>`.
+    pub fn start_with_log(args: &[&str], log_filter: &str) -> Self {
+        Self::launch(tempfile::tempdir().unwrap(), args, log_filter)
+    }
+
+    /// `pacer dev` with its data directory in this server's scratch directory.
+    pub fn dev() -> Self {
+        Self::dev_with_log("info")
+    }
+
+    /// [`Server::dev`] with `PACER_LOG=<log_filter>`.
+    pub fn dev_with_log(log_filter: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data = data.to_str().unwrap().to_owned();
+        Self::launch(dir, &["dev", "--data-dir", &data], log_filter)
+    }
+
+    fn launch(dir: tempfile::TempDir, args: &[&str], log_filter: &str) -> Self {
         let address = format!("127.0.0.1:{}", free_port());
         let log = File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(PACER)
             .args(args)
             .args(["--listen", &address])
-            .env("PACER_LOG", "info")
+            .env("PACER_LOG", log_filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -180,6 +203,24 @@ impl Server {
     pub fn run(&self, args: &[&str]) -> Run {
         let output = self.command(args).stdin(Stdio::null()).output().unwrap();
         Run::from(args, output)
+    }
+
+    /// Runs the `pacer` CLI against this server with `input` on its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        Run::from(args, child.wait_with_output().unwrap())
     }
 
     /// Writes `text` to `name` in the scratch directory and returns its path.
