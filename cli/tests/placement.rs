@@ -15,7 +15,7 @@ use pacer_testkit::EtcdServer;
 use serde_json::{Value, json};
 use support::Server;
 
-/// A running `pacer dev` (with an etcd, for the `server` scenario), killed on drop.
+/// A running `pacer dev`, or `pacer server` on a throwaway etcd, killed on drop.
 struct Dev {
     server: Server,
     /// Dropped (killed) after the server, which is declared first.
@@ -33,8 +33,9 @@ impl Dev {
     fn start_server() -> Self {
         let etcd = EtcdServer::start()
             .expect("start a throwaway etcd (is etcd installed? hack/install-deps.sh)");
+        let store = format!("etcd://{}", etcd.endpoint());
         Self {
-            server: Server::dev(),
+            server: Server::start(&["server", "--store", &store]),
             _etcd: Some(etcd),
         }
     }
