@@ -4,6 +4,7 @@
 # `make bench`; safe to run by hand.
 #
 #   protobuf-compiler  protoc, needed to build the etcd-client crate
+#   libprotobuf-dev    the well-known .proto files (google/protobuf/*.proto) protoc imports
 #   etcd-server        etcd 3.4, the store that `pacer server` and the conformance suite use
 #   etcd-client        etcdctl, for poking at a store by hand and for benchmarks
 #   kubectl 1.20       Debian's kubernetes-client, for cli/tests/kubectl_1_20.rs: downloaded with
@@ -14,7 +15,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-apt_packages=(protobuf-compiler etcd-server etcd-client)
+apt_packages=(protobuf-compiler libprotobuf-dev etcd-server etcd-client)
 
 missing=()
 for package in "${apt_packages[@]}"; do

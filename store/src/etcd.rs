@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use etcd_client::{
     Client, CompactionOptions, CompareOp, ConnectOptions, GetOptions, KvClient, LeaseClient,
     PutOptions, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse,
@@ -259,61 +259,55 @@ impl EtcdStore {
                 .with_auto_token_refresh(true);
         }
 
+        // Retry with backoff until the connect timeout has passed, then report
+        // the last failure; sleeps are cut short at the deadline so the whole
+        // budget is used however the jittered delays fall.
         let started = Instant::now();
-        let mut attempt = 0u32;
-        let try_once = || {
-            attempt += 1;
-            let attempt = attempt;
-            let remaining = config.connect_timeout.saturating_sub(started.elapsed());
-            let probe_timeout = remaining.min(config.request_timeout).max(MIN_PROBE_TIMEOUT);
-            let (urls, options, endpoints) = (&urls, &options, &endpoints);
-            async move {
-                let outcome = tokio::time::timeout(probe_timeout, async {
-                    let client = Client::connect(urls, Some(options.clone())).await?;
-                    client
-                        .kv_client()
-                        .get(PROBE_KEY, Some(GetOptions::new().with_count_only()))
-                        .await?;
-                    Ok::<_, etcd_client::Error>(client)
-                })
-                .await;
-                let error = match outcome {
-                    Ok(Ok(client)) => return Ok(client),
-                    Ok(Err(error)) => to_store_error(endpoints, error),
-                    Err(_) => unavailable(endpoints, format!("no answer within {probe_timeout:?}")),
-                };
-                tracing::warn!(endpoint = %endpoints, attempt, %error, "failed to connect to etcd");
-                Err(error)
-            }
-        };
-        let backoff = ExponentialBuilder::new()
+        let deadline = started + config.connect_timeout;
+        let mut delays = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(2))
             .with_jitter()
             .without_max_times()
-            .with_total_delay(Some(config.connect_timeout));
-        let retried = try_once.retry(backoff).when(StoreError::is_retriable);
-        let client = match tokio::time::timeout(config.connect_timeout, retried).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(StoreError::Unavailable { endpoint, message })) => {
-                return Err(StoreError::Unavailable {
-                    endpoint,
-                    message: format!(
-                        "gave up connecting after {:?}: {message}",
-                        started.elapsed()
-                    ),
+            .build();
+        let mut attempt = 0u32;
+        let client = loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let probe_timeout = remaining.min(config.request_timeout).max(MIN_PROBE_TIMEOUT);
+            let outcome = tokio::time::timeout(probe_timeout, async {
+                let client = Client::connect(&urls, Some(options.clone())).await?;
+                client
+                    .kv_client()
+                    .get(PROBE_KEY, Some(GetOptions::new().with_count_only()))
+                    .await?;
+                Ok::<_, etcd_client::Error>(client)
+            })
+            .await;
+            let error = match outcome {
+                Ok(Ok(client)) => break client,
+                Ok(Err(error)) => to_store_error(&endpoints, error),
+                Err(_) => unavailable(&endpoints, format!("no answer within {probe_timeout:?}")),
+            };
+            tracing::warn!(endpoint = %endpoints, attempt, %error, "failed to connect to etcd");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !error.is_retriable() {
+                return Err(error);
+            }
+            if remaining.is_zero() {
+                return Err(match error {
+                    StoreError::Unavailable { endpoint, message } => StoreError::Unavailable {
+                        endpoint,
+                        message: format!(
+                            "gave up connecting after {:?}: {message}",
+                            started.elapsed()
+                        ),
+                    },
+                    other => other,
                 });
             }
-            Ok(Err(error)) => return Err(error),
-            Err(_) => {
-                return Err(unavailable(
-                    &endpoints,
-                    format!(
-                        "no answer within the connect timeout of {:?}",
-                        config.connect_timeout
-                    ),
-                ));
-            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(2));
+            tokio::time::sleep(delay.min(remaining)).await;
         };
         tracing::info!(endpoint = %endpoints, "connected to etcd");
         Ok(Self {
