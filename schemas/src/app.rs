@@ -341,6 +341,17 @@ pub struct AppStatus {
     /// Version (Marathon-style timestamp) of the spec the instances converge to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// Revision of the current version: 1 for the first, one more per change (the
+    /// `AppVersion` named `<app>-<revision>` holds its snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Version of the last change that was not only a scale (Marathon's
+    /// `lastConfigChangeAt`); instances of the current config carry it as `spec.appVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<String>,
+    /// Instances of the current config version (Kubernetes' `updatedReplicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<i32>,
     /// When the App was last scaled and last changed otherwise (Marathon's `versionInfo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_info: Option<VersionInfo>,
@@ -410,9 +421,18 @@ pub struct InstanceFailure {
     /// App version the instance ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Machine-readable reason the agent gave, e.g. `ImageNotFound`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Exit code, when the instance exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
-/// A launch backoff in force after consecutive failures.
+/// A launch backoff in force after consecutive failures (Marathon's `RateLimiter` delay),
+/// written by the deployment controller. Clearing it (a `/status` write that removes
+/// `launchDelay`, as `DELETE /v2/queue/{appId}/delay` and `pacer queue reset` do) resets the
+/// backoff: the controller launches at once and counts failures from zero.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LaunchDelay {
@@ -425,6 +445,114 @@ pub struct LaunchDelay {
     /// No launch before this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Time>,
+    /// When the first failure of this run of failures was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// Why launches wait, e.g. `Failed: exit code 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One App's entry in the launch queue (Marathon's `/v2/queue` item): what waits to launch,
+/// why, and until when. [`launch_queue_entry`] derives it from the App's status and its
+/// Instances, so the API server and the CLI show the same thing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchQueueEntry {
+    /// Instances not launched yet: created but not started (pending placement or start), plus
+    /// those the launch delay holds back (target minus live instances).
+    pub waiting: usize,
+    /// Seconds until the launch delay ends (0 when none is in force).
+    pub delay_left_seconds: f64,
+    /// Whether the delay has passed (or there is none) and launches are due (Marathon's
+    /// `overdue`).
+    pub overdue: bool,
+    /// The delay's end, while one is recorded.
+    pub until: Option<Time>,
+    /// Why launches wait: the backoff's reason, else the placement condition's message of a
+    /// pending instance, else `Pending`.
+    pub reason: String,
+    /// Since when the App waits: the start of its failures, else its oldest pending instance.
+    pub since: Option<Time>,
+}
+
+/// The launch-queue entry of `app` at `now`, given its `instances`; `None` when nothing
+/// waits to launch and no delay is in force (a recorded delay whose `until` passed is not
+/// shown: nothing waits for it any more).
+pub fn launch_queue_entry(
+    app: &App,
+    instances: &[&crate::instance::Instance],
+    now: Time,
+) -> Option<LaunchQueueEntry> {
+    use crate::instance::{InstanceGoal, InstancePhase};
+    let goal_running = |instance: &crate::instance::Instance| {
+        instance
+            .spec
+            .goal
+            .as_ref()
+            .is_none_or(|goal| *goal == InstanceGoal::Running)
+    };
+    let pending: Vec<&crate::instance::Instance> = instances
+        .iter()
+        .copied()
+        .filter(|instance| goal_running(instance) && instance.phase() == InstancePhase::Scheduled)
+        .collect();
+    let live = instances
+        .iter()
+        .filter(|instance| goal_running(instance) && !instance.phase().is_terminal())
+        .count();
+    let target = usize::try_from(app.spec.instances.unwrap_or(1)).unwrap_or(0);
+    let delay = app
+        .status
+        .as_ref()
+        .and_then(|status| status.launch_delay.as_ref());
+    let left = delay
+        .and_then(|delay| delay.until)
+        .map(|until| {
+            let span = until.timestamp().duration_since(now.timestamp());
+            span.as_secs_f64().max(0.0)
+        })
+        .unwrap_or(0.0);
+    let held = if left > 0.0 {
+        target.saturating_sub(live)
+    } else {
+        0
+    };
+    let waiting = pending.len() + held;
+    if waiting == 0 && left <= 0.0 {
+        return None;
+    }
+    let placement = pending.iter().find_map(|instance| {
+        instance
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == "Scheduled" && !condition.is_true())
+            .and_then(|condition| condition.message.clone().or(condition.reason.clone()))
+    });
+    let reason = match (delay, placement) {
+        (Some(delay), _) if left > 0.0 => {
+            delay.reason.clone().unwrap_or_else(|| "Backoff".to_owned())
+        }
+        (_, Some(placement)) => placement,
+        _ => "Pending".to_owned(),
+    };
+    let oldest_pending = pending
+        .iter()
+        .filter_map(|instance| instance.metadata.creation_timestamp)
+        .min();
+    let since = match delay.and_then(|delay| delay.since) {
+        Some(since) => Some(oldest_pending.map_or(since, |pending| pending.min(since))),
+        None => oldest_pending,
+    };
+    Some(LaunchQueueEntry {
+        waiting,
+        delay_left_seconds: left,
+        overdue: left <= 0.0,
+        until: delay.and_then(|delay| delay.until),
+        reason,
+        since,
+    })
 }
 
 impl AppSpec {
@@ -550,5 +678,70 @@ impl JsonSchema for UnreachableStrategy {
                 generator.subschema_for::<UnreachableEnabled>(),
             ],
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::condition::{Condition, ConditionStatus};
+    use crate::instance::{Instance, InstanceGoal, InstancePhase, InstanceStatus};
+
+    fn at(seconds: i64) -> Time {
+        Time::from_unix_seconds(1_700_000_000 + seconds).unwrap()
+    }
+
+    fn instance(phase: InstancePhase, created: i64) -> Instance {
+        let mut instance = Instance::default();
+        instance.metadata.creation_timestamp = Some(at(created));
+        instance.spec.goal = Some(InstanceGoal::Running);
+        instance.status = Some(InstanceStatus {
+            phase,
+            ..InstanceStatus::default()
+        });
+        instance
+    }
+
+    #[test]
+    fn the_queue_entry_shows_delays_and_pending_instances() {
+        let mut app = App::new("default", "web", AppSpec::default());
+        app.spec.instances = Some(2);
+        // Nothing waits: no entry.
+        let running = instance(InstancePhase::Running, 0);
+        assert_eq!(
+            launch_queue_entry(&app, &[&running, &running], at(10)),
+            None
+        );
+        // A delay in force holds the missing instance.
+        app.status = Some(AppStatus {
+            launch_delay: Some(LaunchDelay {
+                consecutive_failures: 2,
+                delay_seconds: 1.15,
+                until: Some(at(12)),
+                since: Some(at(5)),
+                reason: Some("Failed: exit code 1".into()),
+            }),
+            ..AppStatus::default()
+        });
+        let entry = launch_queue_entry(&app, &[&running], at(10)).unwrap();
+        assert_eq!(entry.waiting, 1);
+        assert!((entry.delay_left_seconds - 2.0).abs() < 1e-9);
+        assert!(!entry.overdue);
+        assert_eq!(entry.reason, "Failed: exit code 1");
+        assert_eq!(entry.since, Some(at(5)));
+        // Past the delay, with nothing pending: not in the queue.
+        assert_eq!(launch_queue_entry(&app, &[&running], at(13)), None);
+        // A pending instance that cannot be placed: the placement message is the reason.
+        app.status = None;
+        let mut pending = instance(InstancePhase::Scheduled, 3);
+        let mut condition = Condition::new("Scheduled", ConditionStatus::False);
+        condition.message = Some("0/1 nodes fit: insufficient cpus".into());
+        pending.status.as_mut().unwrap().conditions = vec![condition];
+        let entry = launch_queue_entry(&app, &[&running, &pending], at(10)).unwrap();
+        assert_eq!(entry.waiting, 1);
+        assert_eq!(entry.reason, "0/1 nodes fit: insufficient cpus");
+        assert_eq!(entry.since, Some(at(3)));
+        assert!(entry.overdue);
     }
 }

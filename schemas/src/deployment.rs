@@ -120,6 +120,14 @@ pub struct DeploymentAction {
     /// Target instance count (scale and restart actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<i32>,
+    /// App version the App had before (what a rollback of this action returns to); absent
+    /// for a start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<String>,
+    /// Revision of the App version the action moves to (its `AppVersion` is
+    /// `<app>-<revision>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 /// Phase of a deployment.
@@ -179,4 +187,57 @@ pub struct ActionStatus {
     /// Readiness results of the new instances.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readiness_check_results: Vec<ReadinessCheckResult>,
+    /// Instances the action converges to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_instances: Option<i32>,
+    /// Live instances of the new version (not being killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_instances: Option<i32>,
+    /// Of those, how many count as healthy capacity (running, healthy and ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_instances: Option<i32>,
+    /// Live instances of older versions, or being killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_instances: Option<i32>,
+    /// What the action waits for, if it cannot progress (e.g. a dependency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}
+
+/// The finalizer the deployment controller puts on Deployments: deleting a running Deployment
+/// then rolls its App back first (Marathon's `DELETE /v2/deployments/{id}`); a forced delete
+/// (`?force=true`) drops it, so the Deployment goes at once without a rollback.
+pub const DEPLOYMENT_FINALIZER: &str = "pacer.dev/deployment-controller";
+
+/// Labels the deployment controller puts on Deployments.
+pub mod labels {
+    /// Namespace of the App a Deployment touches (`pacer.dev/app-namespace=<namespace>`).
+    pub const APP_NAMESPACE: &str = "pacer.dev/app-namespace";
+    /// Name of the App a Deployment touches (`pacer.dev/app=<name>`, as on Instances).
+    pub const APP: &str = crate::instance::labels::APP;
+}
+
+impl DeploymentPhase {
+    /// Whether the deployment still runs (and so locks its apps).
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+impl Deployment {
+    /// The phase, `Pending` before any status is written.
+    pub fn phase(&self) -> DeploymentPhase {
+        self.status
+            .as_ref()
+            .map(|status| status.phase)
+            .unwrap_or_default()
+    }
+
+    /// Whether the deployment touches App `namespace`/`name`.
+    pub fn touches(&self, namespace: &str, name: &str) -> bool {
+        self.spec
+            .affected_apps
+            .iter()
+            .any(|app| app.namespace == namespace && app.name == name)
+    }
 }

@@ -1,8 +1,8 @@
-//! Pacer's API objects (`pacer.dev/v1`): App, Instance, Node, Deployment, Offer and Event,
-//! with Kubernetes-style metadata, `Status`, `Scale` and lists; Marathon's defaults; validation
-//! with Kubernetes field paths; strict decoding; the one mapping between Marathon ids and
-//! namespaced names; and JSON Schemas generated from the types. Pure data: this crate depends
-//! on no crate of ours and does no IO.
+//! Pacer's API objects (`pacer.dev/v1`): App, AppVersion, Instance, Node, Deployment, Offer,
+//! Event and Lease, with Kubernetes-style metadata, `Status`, `Scale` and lists; Marathon's
+//! defaults; validation with Kubernetes field paths; strict decoding; the one mapping between
+//! Marathon ids and namespaced names; and JSON Schemas generated from the types. Pure data:
+//! this crate depends on no crate of ours and does no IO.
 //!
 //! The API server is generic over [`Resource`]: for a decoded object it calls
 //! [`Resource::apply_defaults`], then [`Resource::validate`] (or
@@ -10,6 +10,7 @@
 //! [`Status::from_decode_error`].
 
 pub mod app;
+pub mod app_version;
 pub mod capacity;
 pub mod condition;
 pub mod constraint;
@@ -23,6 +24,7 @@ pub mod event;
 pub mod field_error;
 pub mod health;
 pub mod instance;
+pub mod lease;
 pub mod list;
 pub mod marathon_id;
 pub mod meta;
@@ -41,11 +43,13 @@ pub mod validation;
 mod wire_enum;
 
 pub use app::{App, AppSpec, AppStatus};
+pub use app_version::AppVersion;
 pub use decode::{DecodeError, decode_strict};
 pub use deployment::Deployment;
 pub use event::Event;
 pub use field_error::{FieldError, FieldErrorKind, FieldPath};
 pub use instance::Instance;
+pub use lease::{Lease, LeaseFence, LeaseSpec};
 pub use list::List;
 pub use marathon_id::{MarathonId, MarathonIdError, NamespacedName};
 pub use meta::{ListMeta, ObjectMeta};

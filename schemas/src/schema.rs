@@ -11,9 +11,11 @@ use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 use serde_json::{Map, Value};
 
 use crate::app::App;
+use crate::app_version::AppVersion;
 use crate::deployment::Deployment;
 use crate::event::Event;
 use crate::instance::Instance;
+use crate::lease::Lease;
 use crate::node::Node;
 use crate::offer::Offer;
 use crate::resource::Resource;
@@ -49,7 +51,7 @@ pub fn schema_for_kind<K: Resource>() -> Value {
     with_gvk(schema_for::<K>(), K::GROUP, K::VERSION, K::KIND)
 }
 
-/// Every checked-in schema: the six kinds, `Status` and `Scale`.
+/// Every checked-in schema: the kinds, `Status` and `Scale`.
 pub fn all() -> Vec<KindSchema> {
     vec![
         KindSchema {
@@ -75,6 +77,14 @@ pub fn all() -> Vec<KindSchema> {
         KindSchema {
             file_name: "event.json",
             schema: schema_for_kind::<Event>(),
+        },
+        KindSchema {
+            file_name: "lease.json",
+            schema: schema_for_kind::<Lease>(),
+        },
+        KindSchema {
+            file_name: "appversion.json",
+            schema: schema_for_kind::<AppVersion>(),
         },
         KindSchema {
             file_name: "status.json",

@@ -193,9 +193,10 @@ fn upgrade_strategy() {
         strategy(json!({"maximumOverCapacity": 2})),
         &[("spec.upgradeStrategy.maximumOverCapacity", Invalid)],
     );
+    // 1 and 0 is valid: the rollout runs one instance over capacity (issue 6).
     check(
         strategy(json!({"minimumHealthCapacity": 1, "maximumOverCapacity": 0})),
-        &[("spec.upgradeStrategy.maximumOverCapacity", Invalid)],
+        &[],
     );
     check(
         strategy(json!({"minimumHealthCapacity": 0, "maximumOverCapacity": 0})),

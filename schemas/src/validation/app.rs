@@ -304,16 +304,8 @@ fn strategies(errors: &mut Errors, spec: &AppSpec, path: &FieldPath) {
         let maximum_path = strategy_path.child("maximumOverCapacity");
         fraction(errors, &minimum_path, strategy.minimum_health_capacity);
         fraction(errors, &maximum_path, strategy.maximum_over_capacity);
-        if strategy.minimum_health_capacity == Some(1.0)
-            && strategy.maximum_over_capacity == Some(0.0)
-        {
-            errors.push(FieldError::invalid(
-                &maximum_path,
-                0.0,
-                "must be greater than 0 when minimumHealthCapacity is 1, or no upgrade can make \
-                 progress",
-            ));
-        }
+        // 1 and 0 is allowed: as in Marathon's TaskReplaceActor, the rollout then runs one
+        // instance over capacity (start a new one before killing an old one).
         if resident {
             if strategy
                 .maximum_over_capacity
