@@ -4,7 +4,7 @@
 //! [`Resource`] trait. Everything else in the server works on JSON and on this table, so the
 //! handler code exists once, not once per kind.
 
-use pacer_schemas::{App, Deployment, Event, Instance, Node, Offer, Resource};
+use pacer_schemas::{App, AppVersion, Deployment, Event, Instance, Lease, Node, Offer, Resource};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -60,13 +60,15 @@ type AdmitFn =
     fn(&'static KindDef, Value, Option<&Value>, FieldValidation) -> Result<Admitted, ApiError>;
 
 /// Every served kind, in discovery order.
-pub static KINDS: [KindDef; 6] = [
+pub static KINDS: [KindDef; 8] = [
     KindDef::of::<App>(true, Some(scale::APP_SCALE)),
+    KindDef::of::<AppVersion>(false, None),
     KindDef::of::<Instance>(true, None),
     KindDef::of::<Node>(true, None),
     KindDef::of::<Deployment>(true, None),
     KindDef::of::<Offer>(true, None),
     KindDef::of::<Event>(false, None),
+    KindDef::of::<Lease>(false, None),
 ];
 
 /// The kind served under `plural`, if any.

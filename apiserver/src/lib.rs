@@ -21,10 +21,13 @@
 
 pub mod auth;
 pub mod body;
+pub mod deployment_lock;
 pub mod discovery;
 pub mod error;
+pub mod fence;
 pub mod kinds;
 pub mod managed;
+pub mod marathon;
 pub mod object;
 pub mod openapi;
 pub mod params;

@@ -1,23 +1,32 @@
-//! OpenAPI for kubectl: `/openapi/v3` (index) and `/openapi/v3/apis/pacer.dev/v1` (the group's
-//! document), generated from the schemars schemas of `pacer-schemas`, so that kubectl validates
-//! server-side (it looks for a `fieldValidation` parameter on each kind's PATCH operation) and
-//! `kubectl explain app.spec` reads the doc comments; and `/openapi/v2`, which kubectl only
-//! fetches as protobuf: an empty body is a valid, empty protobuf document, which makes
-//! kubectl skip client-side validation instead of failing (see the compat reference, §1.4).
+//! OpenAPI for kubectl and other tools, generated once (on the first request, or at startup
+//! through [`build`]) from the schemars schemas of `pacer-schemas` and the kinds registry, so
+//! every registered kind appears in both versions:
+//!
+//! - `/openapi/v3` (index) and `/openapi/v3/apis/pacer.dev/v1` (the group's document): kubectl
+//!   ≥ 1.27 validates server-side when a kind's PATCH operation has a `fieldValidation`
+//!   parameter, and `kubectl explain app.spec` reads the doc comments from it.
+//! - `/openapi/v2`, the same document as Swagger 2.0 (see `v2`), served as gnostic protobuf
+//!   (see `gnostic`) to kubectl — which only ever asks for that — and as JSON to clients asking
+//!   for `application/json`. kubectl ≤ 1.26 validates client-side, explains, and decides that
+//!   `diff`/`--dry-run=server` are supported (a `dryRun` parameter on the kind's PATCH) from it.
 //!
 //! The JSON Schema 2020-12 output of schemars is adapted to OpenAPI 3.0 as Kubernetes writes
 //! it: `$defs` become `components.schemas` named `dev.pacer.v1.<Name>`, a `$ref` with siblings
 //! is wrapped in `allOf`, and `const` becomes a one-value `enum`.
 
+pub mod gnostic;
+mod v2;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pacer_schemas::{API_VERSION, GROUP, Scale, Status, VERSION};
 use serde_json::{Map, Value, json};
 
+use crate::error::ApiError;
 use crate::kinds::{KINDS, KindDef};
 
 /// Prefix of the component names of Pacer's types.
@@ -28,48 +37,103 @@ const SCALE_SCHEMA: &str = "io.k8s.api.autoscaling.v1.Scale";
 /// Where the group's document is served.
 pub const GROUP_PATH: &str = "/openapi/v3/apis/pacer.dev/v1";
 
-struct Document {
-    body: Bytes,
-    hash: String,
+/// Every served OpenAPI body, encoded once.
+struct Documents {
+    /// The OpenAPI 3.0 group document, JSON.
+    v3: Bytes,
+    /// Hash of `v3`, for the index's `serverRelativeURL`.
+    v3_hash: String,
+    /// The Swagger 2.0 document, JSON.
+    v2_json: Bytes,
+    /// The Swagger 2.0 document as gnostic protobuf, or why it could not be encoded (a bug
+    /// the unit tests catch; the endpoint then answers 500 with the reason).
+    v2_protobuf: Result<Bytes, String>,
 }
 
-static DOCUMENT: LazyLock<Document> = LazyLock::new(|| {
-    let body = serde_json::to_vec(&document()).unwrap_or_default();
-    let hash = format!("{:016X}", fnv1a(&body));
-    Document {
-        body: Bytes::from(body),
-        hash,
+static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
+    let v3_document = document();
+    let v3 = serde_json::to_vec(&v3_document).unwrap_or_default();
+    let v3_hash = format!("{:016X}", fnv1a(&v3));
+    let v2_document = v2::document(&v3_document);
+    let v2_json = serde_json::to_vec(&v2_document).unwrap_or_default();
+    let v2_protobuf = gnostic::encode(&v2_document)
+        .map(|encoded| Bytes::from(prost::Message::encode_to_vec(&encoded)))
+        .map_err(|error| format!("encode /openapi/v2 as protobuf: {error}"));
+    if let Err(error) = &v2_protobuf {
+        tracing::error!(%error, "cannot serve /openapi/v2 as protobuf");
+    }
+    Documents {
+        v3: Bytes::from(v3),
+        v3_hash,
+        v2_json: Bytes::from(v2_json),
+        v2_protobuf,
     }
 });
 
-/// `GET /openapi/v2`: an empty protobuf document. The Content-Type uses the dotted form, as
-/// Kubernetes answers: the `@v1.0` form is only for Accept headers, and kubectl 1.20's media
-/// type parser rejects it in a response.
-pub async fn v2() -> Response {
-    let mut response = (StatusCode::OK, Bytes::new()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
-    );
+/// Builds and encodes every OpenAPI document now (they are built once, on first use
+/// otherwise), so that the first kubectl request does not pay for it.
+pub fn build() {
+    LazyLock::force(&DOCUMENTS);
+}
+
+/// The media type kubectl asks `/openapi/v2` for (with `@`), and the one answered (with `.`,
+/// as Kubernetes does: kubectl 1.20's media type parser rejects the `@` form in a response).
+const PROTOBUF_ACCEPT_MARKER: &str = "com.github.proto-openapi.spec.v2";
+const PROTOBUF_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `GET /openapi/v2`: gnostic protobuf when the `Accept` header asks for it before any JSON
+/// type (kubectl), otherwise JSON.
+pub async fn v2(headers: HeaderMap) -> Response {
+    let documents = &*DOCUMENTS;
+    if !wants_v2_protobuf(&headers) {
+        return bytes_response(documents.v2_json.clone(), "application/json");
+    }
+    match &documents.v2_protobuf {
+        Ok(body) => bytes_response(body.clone(), PROTOBUF_CONTENT_TYPE),
+        Err(reason) => ApiError::Internal(reason.clone()).into_response(),
+    }
+}
+
+/// Whether the first media range of `Accept` that Pacer can serve is the protobuf one
+/// (`*/*`, `application/*` and `application/json` mean JSON; no `Accept` means JSON).
+fn wants_v2_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|range| range.split(';').next().unwrap_or("").trim())
+        .find_map(|media| {
+            if media.contains(PROTOBUF_ACCEPT_MARKER) && media.ends_with("+protobuf") {
+                Some(true)
+            } else if matches!(media, "application/json" | "application/*" | "*/*") {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(false)
+}
+
+fn bytes_response(body: Bytes, content_type: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
 /// `GET /openapi/v3`: the index of group documents.
 pub async fn v3_index() -> Response {
     let index = json!({"paths": {
-        "apis/pacer.dev/v1": {"serverRelativeURL": format!("{GROUP_PATH}?hash={}", DOCUMENT.hash)}
+        "apis/pacer.dev/v1": {"serverRelativeURL": format!("{GROUP_PATH}?hash={}", DOCUMENTS.v3_hash)}
     }});
     crate::rest::json_response(StatusCode::OK, &index, &[])
 }
 
 /// `GET /openapi/v3/apis/pacer.dev/v1`: the group's document.
 pub async fn v3_group() -> Response {
-    let mut response = (StatusCode::OK, DOCUMENT.body.clone()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    bytes_response(DOCUMENTS.v3.clone(), "application/json")
 }
 
 /// The OpenAPI 3.0 document of `pacer.dev/v1`.
@@ -525,5 +589,117 @@ mod tests {
             .collect();
         assert!(names.contains(&"fieldValidation") && names.contains(&"dryRun"));
         assert!(document["paths"]["/apis/pacer.dev/v1/nodes/{name}"]["patch"].is_object());
+    }
+
+    /// What kubectl's v2 parser (kube-openapi `proto`) rejects, which would break every
+    /// kubectl ≤ 1.26 command: dangling references, arrays without one item schema, primitive
+    /// types other than string/number/integer/boolean.
+    fn check_parsable(node: &Value, definitions: &Map<String, Value>, path: &str) {
+        let object = node.as_object().unwrap();
+        if let Some(reference) = object.get("$ref") {
+            let name = reference.as_str().unwrap().strip_prefix("#/definitions/");
+            assert!(
+                name.is_some_and(|name| definitions.contains_key(name)),
+                "{path}: dangling {reference}"
+            );
+            return;
+        }
+        match object.get("type").map(|type_| type_.as_str().unwrap()) {
+            Some("array") => {
+                let items = object.get("items");
+                assert!(items.is_some_and(Value::is_object), "{path}: array items");
+                check_parsable(&object["items"], definitions, &format!("{path}[]"));
+            }
+            Some("object") | None => {
+                for (name, property) in object
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    check_parsable(property, definitions, &format!("{path}.{name}"));
+                }
+                if let Some(additional) = object
+                    .get("additionalProperties")
+                    .filter(|additional| additional.is_object())
+                {
+                    check_parsable(additional, definitions, &format!("{path}.*"));
+                }
+            }
+            Some(primitive) => assert!(
+                ["string", "number", "integer", "boolean"].contains(&primitive),
+                "{path}: type {primitive}"
+            ),
+        }
+    }
+
+    #[test]
+    fn v2_describes_every_kind_for_kubectl_1_20() {
+        let v2 = v2::document(&document());
+        let definitions = v2["definitions"].as_object().unwrap();
+        for (name, definition) in definitions {
+            check_parsable(definition, definitions, name);
+        }
+        for kind in &KINDS {
+            let definition = &definitions[&format!("{PREFIX}.{}", kind.kind)];
+            assert_eq!(
+                definition["x-kubernetes-group-version-kind"],
+                json!([{"group": GROUP, "version": VERSION, "kind": kind.kind}]),
+                "{}",
+                kind.kind
+            );
+            assert!(
+                definition["properties"]["metadata"]["$ref"].is_string(),
+                "{}",
+                kind.kind
+            );
+        }
+        // kubectl's DryRunVerifier takes the first path whose PATCH carries the kind's GVK:
+        // every such PATCH must take dryRun (and fieldValidation, for newer kubectl).
+        let mut patches = 0;
+        for (path, item) in v2["paths"].as_object().unwrap() {
+            let Some(patch) = item.get("patch") else {
+                continue;
+            };
+            patches += 1;
+            assert!(patch["x-kubernetes-group-version-kind"]["kind"].is_string());
+            let names: Vec<&str> = patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|parameter| parameter["name"].as_str().unwrap())
+                .collect();
+            assert!(
+                names.contains(&"dryRun") && names.contains(&"fieldValidation"),
+                "{path}: {names:?}"
+            );
+            assert_eq!(patch["parameters"][0]["in"], "body", "{path}");
+        }
+        assert!(patches >= KINDS.len());
+        let encoded = gnostic::encode(&v2).unwrap();
+        assert_eq!(
+            encoded.definitions.unwrap().additional_properties.len(),
+            definitions.len()
+        );
+        assert!(DOCUMENTS.v2_protobuf.is_ok());
+    }
+
+    #[test]
+    fn v2_media_type_follows_the_accept_header() {
+        let accept = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_static(value));
+            wants_v2_protobuf(&headers)
+        };
+        assert!(accept(
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        ));
+        assert!(accept(
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf, application/json"
+        ));
+        assert!(!accept("application/json"));
+        assert!(!accept("*/*"));
+        assert!(!accept("text/html, application/*;q=0.8"));
+        assert!(!wants_v2_protobuf(&HeaderMap::new()));
     }
 }

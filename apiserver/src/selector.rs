@@ -1,7 +1,9 @@
 //! Selectors of a list or watch request: the `labelSelector` (parsed by the one shared parser,
 //! [`pacer_schemas::selector::LabelSelector`], and matched here against an object's
-//! `metadata.labels`) and the `fieldSelector` on `metadata.name` and `metadata.namespace` with
-//! `=`, `==`, `!=` (only the server evaluates field selectors, so they live here).
+//! `metadata.labels`) and the `fieldSelector` on `metadata.name`, `metadata.namespace` and
+//! `spec.nodeName` (Instances: what node agents watch; an absent field counts as empty, so
+//! `spec.nodeName!=` selects bound instances) with `=`, `==`, `!=` (only the server evaluates
+//! field selectors, so they live here).
 //!
 //! As in Kubernetes' etcd storage, selectors filter *after* paging: a `limit=N` page holds at
 //! most N objects and may hold fewer (even none) while `continue` says more follow.
@@ -30,6 +32,7 @@ struct FieldTerm {
 enum FieldName {
     Name,
     Namespace,
+    NodeName,
 }
 
 impl FieldSelector {
@@ -55,6 +58,7 @@ impl FieldSelector {
             let field = match field.trim() {
                 "metadata.name" => FieldName::Name,
                 "metadata.namespace" => FieldName::Namespace,
+                "spec.nodeName" => FieldName::NodeName,
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "field label not supported: {other}"
@@ -89,6 +93,7 @@ impl FieldSelector {
             let pointer = match term.field {
                 FieldName::Name => "/metadata/name",
                 FieldName::Namespace => "/metadata/namespace",
+                FieldName::NodeName => "/spec/nodeName",
             };
             let actual = object
                 .pointer(pointer)
@@ -178,6 +183,12 @@ mod tests {
             Some("web")
         );
         assert!(FieldSelector::parse("spec.instances=1").is_err());
+        let bound = json!({"metadata": {"name": "web-1"}, "spec": {"nodeName": "node-1"}});
+        let unbound = json!({"metadata": {"name": "web-2"}, "spec": {}});
+        let on_node = FieldSelector::parse("spec.nodeName=node-1").unwrap();
+        assert!(on_node.matches(&bound) && !on_node.matches(&unbound));
+        let any_node = FieldSelector::parse("spec.nodeName!=").unwrap();
+        assert!(any_node.matches(&bound) && !any_node.matches(&unbound));
         assert!(FieldSelector::parse("metadata.name").is_err());
     }
 }

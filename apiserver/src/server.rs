@@ -30,6 +30,8 @@ pub enum ServeError {
 pub fn router(state: ApiState) -> Router {
     let limit = state.config.max_body_bytes;
     let resources = "/apis/pacer.dev/v1";
+    // Encode the OpenAPI documents now rather than on kubectl's first request.
+    openapi::build();
     Router::new()
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::api))
@@ -63,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
             &format!("{resources}/namespaces/{{namespace}}/{{plural}}/{{name}}/{{sub}}"),
             any(rest::handle),
         )
+        .merge(crate::marathon::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

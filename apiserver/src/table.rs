@@ -11,6 +11,7 @@
 //! | App | NAME, INSTANCES (`running/desired`), HEALTHY (`-` without health checks), AGE |
 //! | Instance | NAME, APP, NODE, PHASE, AGE |
 //! | Node | NAME, STATUS (`Ready`, `NotReady`, `Unknown`, `,SchedulingDisabled`), CPUS, MEM, AGE |
+//! | Lease | NAME, HOLDER (`<none>` when free), RENEWED (time since `spec.renewTime`), AGE |
 //! | others | NAME, AGE |
 //!
 //! On a watch every event's object is a one-row table; only the first carries
@@ -101,6 +102,52 @@ pub fn columns(kind: &KindDef) -> Value {
             column("CPUs", "string", "", "CPU capacity."),
             column("Mem", "string", "", "Memory capacity."),
         ]),
+        "AppVersion" => columns.extend([
+            column("App", "string", "", "The app this version belongs to."),
+            column(
+                "Revision",
+                "integer",
+                "",
+                "Revision number (spec.revision).",
+            ),
+            column("Version", "string", "", "Marathon version (spec.version)."),
+            column(
+                "Change",
+                "string",
+                "",
+                "Created, Scaled, Updated or Restarted.",
+            ),
+        ]),
+        "Deployment" => columns.extend([
+            column("App", "string", "", "The app the deployment touches."),
+            column("Action", "string", "", "The action of its step."),
+            column(
+                "Phase",
+                "string",
+                "",
+                "Pending, Running, Succeeded, Failed, Cancelled.",
+            ),
+            column(
+                "Progress",
+                "string",
+                "",
+                "Healthy new instances / target instances of the current action.",
+            ),
+        ]),
+        "Lease" => columns.extend([
+            column(
+                "Holder",
+                "string",
+                "",
+                "The current holder (spec.holderIdentity).",
+            ),
+            column(
+                "Renewed",
+                "string",
+                "",
+                "Time since the holder last renewed (spec.renewTime).",
+            ),
+        ]),
         _ => {}
     }
     columns.push(age);
@@ -161,6 +208,41 @@ pub fn row(kind: &KindDef, object: &Value, now: Timestamp) -> Value {
                 ),
             ]);
         }
+        "AppVersion" => cells.extend([
+            json!(or(text("/spec/app"), "-")),
+            json!(int("/spec/revision").unwrap_or(0)),
+            json!(or(text("/spec/version"), "-")),
+            json!(or(text("/spec/change"), "-")),
+        ]),
+        "Deployment" => {
+            let app = match (
+                text("/spec/affectedApps/0/namespace"),
+                text("/spec/affectedApps/0/name"),
+            ) {
+                (_, name) if name.is_empty() => "-".to_owned(),
+                (namespace, name) => format!("{namespace}/{name}"),
+            };
+            let progress = match (
+                int("/status/currentActions/0/healthyInstances"),
+                int("/status/currentActions/0/targetInstances"),
+            ) {
+                (Some(healthy), Some(target)) => format!("{healthy}/{target}"),
+                _ => "-".to_owned(),
+            };
+            cells.extend([
+                json!(app),
+                json!(or(text("/spec/steps/0/actions/0/action"), "-")),
+                json!(or(text("/status/phase"), "Pending")),
+                json!(progress),
+            ]);
+        }
+        "Lease" => cells.extend([
+            json!(or(text("/spec/holderIdentity"), "<none>")),
+            json!(age(
+                object.pointer("/spec/renewTime").and_then(Value::as_str),
+                now
+            )),
+        ]),
         _ => {}
     }
     cells.push(Value::String(age(
@@ -374,12 +456,42 @@ mod tests {
             super::row(kinds::find("instances").unwrap(), &instance, now)["cells"],
             json!(["web-1", "web", "<none>", "Scheduled", "<unknown>"])
         );
-        let names: Vec<Value> = columns(kinds::find("deployments").unwrap())
+        let names: Vec<Value> = columns(kinds::find("offers").unwrap())
             .as_array()
             .unwrap()
             .iter()
             .map(|column| column["name"].clone())
             .collect();
         assert_eq!(names, vec![json!("Name"), json!("Age")]);
+        let deployment = json!({"metadata": {"name": "d1"},
+            "spec": {"affectedApps": [{"namespace": "default", "name": "web"}],
+                     "steps": [{"actions": [{"action": "RestartApplication"}]}]},
+            "status": {"phase": "Running",
+                       "currentActions": [{"healthyInstances": 2, "targetInstances": 3}]}});
+        assert_eq!(
+            super::row(kinds::find("deployments").unwrap(), &deployment, now)["cells"],
+            json!([
+                "d1",
+                "default/web",
+                "RestartApplication",
+                "Running",
+                "2/3",
+                "<unknown>"
+            ])
+        );
+        let version = json!({"metadata": {"name": "web-2"},
+            "spec": {"app": "web", "revision": 2, "version": "2024-05-01T10:00:00.000Z",
+                     "change": "Scaled"}});
+        assert_eq!(
+            super::row(kinds::find("appversions").unwrap(), &version, now)["cells"],
+            json!([
+                "web-2",
+                "web",
+                2,
+                "2024-05-01T10:00:00.000Z",
+                "Scaled",
+                "<unknown>"
+            ])
+        );
     }
 }

@@ -114,15 +114,87 @@ async fn health_probes() {
 }
 
 #[tokio::test]
-async fn openapi_v2_is_an_empty_protobuf_document() {
+async fn openapi_v2_is_protobuf_for_kubectl_and_json_for_the_rest() {
+    use pacer_apiserver::openapi::gnostic;
+    use prost::Message as _;
+
     let h = Harness::new();
-    let reply = h.get("/openapi/v2").await;
+    let get = |accept: Option<&'static str>| {
+        let mut request = Request::get("/openapi/v2");
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        h.send(request.body(Body::empty()).unwrap())
+    };
+    // kubectl's Accept header: gnostic protobuf, answered with the dotted media type.
+    let reply = get(Some(
+        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    ))
+    .await;
     assert_eq!(reply.status.as_u16(), 200);
-    assert!(reply.body.is_empty());
     assert_eq!(
         reply.headers.get(header::CONTENT_TYPE).unwrap(),
         "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
+    let document = gnostic::Document::decode(&reply.body[..]).unwrap();
+    assert_eq!(document.swagger, "2.0");
+    let definitions = &document.definitions.as_ref().unwrap().additional_properties;
+    let app = definitions
+        .iter()
+        .find(|named| named.name == "dev.pacer.v1.App")
+        .and_then(|named| named.value.as_ref())
+        .unwrap();
+    let gvk = &app.vendor_extension[0];
+    assert_eq!(gvk.name, "x-kubernetes-group-version-kind");
+    let gvk: Value = serde_json::from_str(&gvk.value.as_ref().unwrap().yaml).unwrap();
+    assert_eq!(
+        gvk,
+        json!([{"group": "pacer.dev", "version": "v1", "kind": "App"}])
+    );
+    let paths = &document.paths.as_ref().unwrap().path;
+    let item = paths
+        .iter()
+        .find(|path| path.name == "/apis/pacer.dev/v1/namespaces/{namespace}/apps/{name}")
+        .and_then(|path| path.value.as_ref())
+        .unwrap();
+    let query_names: Vec<&str> = item
+        .patch
+        .as_ref()
+        .unwrap()
+        .parameters
+        .iter()
+        .filter_map(|parameter| match &parameter.oneof {
+            Some(gnostic::ParametersItemOneof::Parameter(gnostic::Parameter {
+                oneof:
+                    Some(gnostic::ParameterOneof::NonBodyParameter(gnostic::NonBodyParameter {
+                        oneof: Some(gnostic::NonBodyParameterOneof::QueryParameterSubSchema(query)),
+                    })),
+            })) => Some(query.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        query_names.contains(&"dryRun") && query_names.contains(&"fieldValidation"),
+        "{query_names:?}"
+    );
+
+    // The same document as JSON, for `application/json` and by default.
+    for accept in [
+        Some("application/json"),
+        Some("application/json;q=0.9,application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+        None,
+    ] {
+        let json = get(accept).await.expect(200, None);
+        assert_eq!(json["swagger"], "2.0", "{accept:?}");
+        assert_eq!(
+            json["definitions"].as_object().unwrap().len(),
+            definitions.len()
+        );
+        assert_eq!(
+            json["definitions"]["dev.pacer.v1.App"]["x-kubernetes-group-version-kind"],
+            gvk
+        );
+    }
 }
 
 #[tokio::test]

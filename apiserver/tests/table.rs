@@ -91,7 +91,10 @@ async fn lists_and_objects_as_tables() {
         .send(get_table("/apis/pacer.dev/v1/deployments"))
         .await
         .expect(200, None);
-    assert_eq!(column_names(&deployments), ["Name", "Age"]);
+    assert_eq!(
+        column_names(&deployments),
+        ["Name", "App", "Action", "Phase", "Progress", "Age"]
+    );
 
     // Plain JSON without the header.
     let plain = h.get(&apps("default")).await.expect(200, None);

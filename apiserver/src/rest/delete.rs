@@ -7,8 +7,8 @@
 //! (see `write::guaranteed_update`).
 //!
 //! Cascade: deleting an App deletes, in the same request and after the App itself, every
-//! Instance in its namespace whose `ownerReferences` name the App's uid (each by the same rules,
-//! so an Instance with finalizers is only marked). `propagationPolicy=Orphan` skips it. A
+//! Instance and AppVersion in its namespace whose `ownerReferences` name the App's uid (each by
+//! the same rules, so an Instance with finalizers is only marked). `propagationPolicy=Orphan` skips it. A
 //! failure to delete a dependent is logged and does not fail the request: a garbage collector
 //! (a later issue) must sweep dependents whose owner uid no longer exists.
 
@@ -28,7 +28,7 @@ use crate::selector::Selectors;
 use crate::state::ApiState;
 
 /// Owner kind → plural of the kinds it owns (cascade on delete).
-const OWNED: &[(&str, &str)] = &[("App", "instances")];
+const OWNED: &[(&str, &str)] = &[("App", "instances"), ("App", "appversions")];
 
 /// How many times a delete retries after losing a compare-and-swap race.
 const MAX_ATTEMPTS: usize = 8;
@@ -75,6 +75,7 @@ struct Deleted {
 /// `DELETE …/{name}`: deletes the object (200 with its last state).
 pub async fn delete(request: ResourceRequest, payload: Body) -> Result<Response, ApiError> {
     let options = read_options(&request, payload).await?;
+    crate::deployment_lock::before_delete(&request).await?;
     let dry_run =
         request.params.dry_run || options.dry_run.iter().flatten().any(|mode| mode == "All");
     let orphan = orphans(&request, &options);

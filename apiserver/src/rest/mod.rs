@@ -1,7 +1,8 @@
 //! The resource API under `/apis/pacer.dev/v1/[namespaces/{ns}/]{plural}[/{name}[/{sub}]]`:
 //! resolves the URL into a [`Target`] (kind, namespace, name, subresource) through the kinds
 //! registry and dispatches on the HTTP method to the verb handlers. Unknown resources and wrong
-//! scopes are 404, unsupported verbs 405, both as `Status` objects.
+//! scopes are 404, unsupported verbs 405, both as `Status` objects. A write carrying a
+//! `Pacer-Fence` header runs on a fenced store (`crate::fence`).
 
 pub mod delete;
 pub mod read;
@@ -140,6 +141,17 @@ async fn dispatch(
                 .and_then(|agent| agent.to_str().ok()),
         )
     });
+    // A write with a `Pacer-Fence` header writes through a store that fences every
+    // transaction (see `crate::fence`).
+    let mut state = state;
+    let fenced = match crate::fence::from_headers(&parts.headers)? {
+        Some(fence) if method != Method::GET => {
+            let fenced = crate::fence::arm(&state.store, fence).await?;
+            state.store = std::sync::Arc::new(fenced.clone());
+            Some(fenced)
+        }
+        _ => None,
+    };
     let request = ResourceRequest {
         state,
         target,
@@ -147,6 +159,18 @@ async fn dispatch(
         headers: parts.headers,
         manager_name,
     };
+    let answer = serve_verb(request, method, body).await;
+    match fenced {
+        Some(fenced) if answer.is_err() && fenced.lost() => Err(fenced.lost_error()),
+        _ => answer,
+    }
+}
+
+async fn serve_verb(
+    request: ResourceRequest,
+    method: Method,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
     let target = &request.target;
     let cluster_wide_namespaced = target.kind.namespaced && target.namespace.is_none();
     match (target.name.is_some(), target.sub, method) {

@@ -65,7 +65,7 @@ pub async fn create(request: ResourceRequest, payload: Body) -> Result<Response,
 /// Creates `input` in the collection (or under the URL's name, for apply). Ownership: the
 /// given `managed` entries (server-side apply), or an `Update` entry of the request's field
 /// manager for every field set.
-async fn create_value(
+pub async fn create_value(
     request: &ResourceRequest,
     mut input: Value,
     managed: Option<Vec<ManagedFieldsEntry>>,
@@ -405,6 +405,7 @@ where
         let prepared = prepare_update(request, sub, &current, desired)?;
         let admitted = kind.admit(prepared, Some(&current), validation)?;
         let mut new = admitted.object;
+        crate::deployment_lock::check_update(request, &current, &new).await?;
         bump_generation(kind, &current, &mut new)?;
         let entries = match operation {
             Operation::Apply => managed::entries_of(&new),
@@ -442,8 +443,8 @@ where
             });
         } else {
             let stored = object::to_store(&new)?;
-            store
-                .update(&key, stored, kv.mod_revision, kv.lease)
+            // A Lease whose holder changes starts a new fencing term in the same transaction.
+            crate::fence::update(store.as_ref(), kind, &key, &current, &new, stored, &kv)
                 .await
                 .map(|revision| (revision, false))
         };

@@ -1,0 +1,187 @@
+//! `GET /v2/deployments` from Deployment objects, and the deployment id a `/v2` write answers
+//! with.
+//!
+//! The API server does not plan deployments: the deployment controller sees the App change
+//! and writes the Deployment, the AppVersion and the App's `status.deployments` in one
+//! transaction. So that a `/v2` write can answer Marathon's `{deploymentId, version}` with the
+//! id that `/v2/deployments` will show (clients poll for it), the handler waits — while a
+//! deployment controller holds its leader election — until the App's status names a new
+//! Deployment, or until the controller has observed the change without starting one. With no
+//! controller running, or after [`DEPLOYMENT_WAIT`], it answers a fresh id that no running
+//! deployment has (so a client polling for it sees it finished).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::Response;
+use pacer_schemas::deployment::{AppRef, DeploymentAction};
+use pacer_schemas::{App, Deployment, MarathonId};
+use pacer_store::ListOptions;
+use serde_json::{Value, json};
+
+use super::app_json;
+use super::error::MarathonError;
+use super::tasks::marathon_time;
+use crate::kinds;
+use crate::state::ApiState;
+
+/// Longest a write waits for the deployment controller to start the deployment.
+pub const DEPLOYMENT_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the App is re-read while waiting.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Where the deployment controller's leader election lives (`pacer-controllers`'
+/// `deployment::CONTROLLER_NAME` under `/elections/`; the API server does not depend on that
+/// crate, they meet in the store).
+const DEPLOYMENT_ELECTION: &str = "/elections/deployment/";
+
+/// `GET /v2/deployments`: the running deployments, in Marathon's shape.
+pub async fn list(State(state): State<ApiState>) -> Result<Response, MarathonError> {
+    let kind = kinds::find_kind("Deployment").ok_or_else(|| MarathonError::Other {
+        code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        message: "the Deployment kind is not served".to_owned(),
+    })?;
+    let mut options = ListOptions {
+        limit: state.config.internal_page_size,
+        ..ListOptions::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = state.store.list(&kind.prefix(None), &options).await?;
+        for kv in &page.items {
+            let Ok(deployment) = serde_json::from_slice::<Deployment>(&kv.value) else {
+                tracing::warn!(key = %kv.key, "skipping a Deployment that does not decode");
+                continue;
+            };
+            if deployment.phase().is_active() {
+                out.push(deployment_json(&deployment));
+            }
+        }
+        match page.continue_token {
+            Some(token) => options.continue_token = Some(token),
+            None => break,
+        }
+    }
+    Ok(super::json(axum::http::StatusCode::OK, &Value::Array(out)))
+}
+
+/// Marathon's JSON of one Deployment.
+pub fn deployment_json(deployment: &Deployment) -> Value {
+    let app_id = |app: &AppRef| {
+        MarathonId::from_object(&app.namespace, &app.name)
+            .map(|id| id.to_string())
+            .unwrap_or_else(|_| format!("/{}/{}", app.namespace, app.name))
+    };
+    let action_json = |action: &DeploymentAction| json!({"action": format!("{:?}", action.action), "app": app_id(&action.app)});
+    let version = deployment
+        .spec
+        .steps
+        .iter()
+        .flat_map(|step| &step.actions)
+        .find_map(|action| action.version.clone())
+        .or_else(|| deployment.metadata.creation_timestamp.map(marathon_time))
+        .unwrap_or_default();
+    let status = deployment.status.clone().unwrap_or_default();
+    let current_actions: Vec<Value> = status
+        .current_actions
+        .iter()
+        .map(|action| {
+            let results: Vec<Value> = action
+                .readiness_check_results
+                .iter()
+                .map(|result| {
+                    json!({
+                        "name": result.name,
+                        "ready": result.ready,
+                        "lastResponse": result.last_response,
+                    })
+                })
+                .collect();
+            json!({
+                "action": format!("{:?}", action.action),
+                "app": app_id(&action.app),
+                "readinessCheckResults": results,
+            })
+        })
+        .collect();
+    let total_steps = if status.total_steps > 0 {
+        status.total_steps
+    } else {
+        i32::try_from(deployment.spec.steps.len()).unwrap_or(i32::MAX)
+    };
+    json!({
+        "id": deployment.metadata.name_str(),
+        "version": version,
+        "affectedApps": deployment.spec.affected_apps.iter().map(app_id).collect::<Vec<_>>(),
+        "affectedPods": [],
+        "steps": deployment
+            .spec
+            .steps
+            .iter()
+            .map(|step| json!({"actions": step.actions.iter().map(action_json).collect::<Vec<_>>()}))
+            .collect::<Vec<_>>(),
+        "currentActions": current_actions,
+        "currentStep": status.current_step.max(1).min(total_steps.max(1)),
+        "totalSteps": total_steps,
+    })
+}
+
+/// The Deployment a write of the App at `key` started: its id and the App's new version.
+/// `before`: the App's `status.deployments` before the write; `generation`: the App's new
+/// `metadata.generation` when the write changed the spec (the controller's
+/// `status.observedGeneration` reaching it without a new deployment ends the wait).
+pub async fn started_by_write(
+    state: &ApiState,
+    key: &str,
+    before: &[String],
+    generation: Option<i64>,
+) -> (String, String) {
+    let fresh = || uuid::Uuid::new_v4().to_string();
+    let mut last_version = None;
+    if controller_running(state).await {
+        let deadline = tokio::time::Instant::now() + DEPLOYMENT_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let app = match state.store.get(key).await {
+                Ok(Some(kv)) => serde_json::from_slice::<App>(&kv.value).ok(),
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, key, "reading the App while waiting for its deployment");
+                    None
+                }
+            };
+            if let Some(app) = app {
+                let version = app_json::version(&app);
+                let status = app.status.clone().unwrap_or_default();
+                if let Some(new) = status.deployments.iter().find(|id| !before.contains(id)) {
+                    return (new.clone(), version);
+                }
+                if let Some(generation) = generation
+                    && status
+                        .observed_generation
+                        .is_some_and(|seen| seen >= generation)
+                {
+                    return (fresh(), version);
+                }
+                last_version = Some(version);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        tracing::debug!(key, "no deployment seen for a /v2 write");
+    }
+    (fresh(), last_version.unwrap_or_else(app_json::now_version))
+}
+
+async fn controller_running(state: &ApiState) -> bool {
+    let options = ListOptions {
+        limit: 1,
+        ..ListOptions::default()
+    };
+    match state.store.list(DEPLOYMENT_ELECTION, &options).await {
+        Ok(page) => !page.items.is_empty(),
+        Err(error) => {
+            tracing::warn!(%error, "reading the deployment controller's election");
+            false
+        }
+    }
+}
