@@ -5,6 +5,12 @@
 //! JSON merge patch that adds it. Reconcile is idempotent, so resyncs and repeated events are
 //! harmless; failures are retried with per-key exponential backoff; Ctrl-C stops it cleanly.
 //!
+//! Run as many copies as you like: they elect a leader on the Lease `label-defaulter` (a
+//! [`LeaderElector`]), only the leader runs the controller, and its patches carry the lease's
+//! fence (`Pacer-Fence`), so a copy that lost leadership cannot write any more — not even a
+//! patch it had already started. When the leader stops, another copy takes over within the
+//! lease duration (at once when it stopped cleanly and released the lease).
+//!
 //! Run it against a local control plane:
 //!
 //! ```text
@@ -15,14 +21,18 @@
 //! ```
 //!
 //! Environment: `PACER_SERVER` (default `http://127.0.0.1:8080`), `PACER_NAMESPACE` (default:
-//! every namespace), `PACER_TOKEN` (bearer token, if the server wants one), `RUST_LOG`
+//! every namespace), `PACER_TOKEN` (bearer token, if the server wants one),
+//! `PACER_LEASE_NAMESPACE` (where the election Lease lives, default `default`),
+//! `PACER_IDENTITY` (this copy's name in the election, default `<host>-<pid>`), `RUST_LOG`
 //! (default `info`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_client::runtime::{Action, ApiSource, Controller, ControllerConfig, ObjectRef};
+use pacer_client::runtime::{
+    Action, ApiSource, Controller, ControllerConfig, ElectionConfig, LeaderElector, ObjectRef,
+};
 use pacer_client::{Api, Client, Config, DEFAULT_SERVER, PatchParams};
 use pacer_schemas::App;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +43,7 @@ const DEFAULT_TEAM: &str = "unknown";
 /// Recorded by the server as the writer of the label.
 const FIELD_MANAGER: &str = "label-defaulter";
 
-/// What every reconcile needs: the client to write with.
+/// What every reconcile needs: the client to write with (the leader's fenced client).
 struct Context {
     client: Client,
 }
@@ -83,6 +93,17 @@ fn error_policy(_app: Arc<App>, _error: &ReconcileError, _ctx: Arc<Context>) -> 
     Action::backoff()
 }
 
+/// `<host>-<pid>`: unique per running copy.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -116,17 +137,31 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let controller =
-        Controller::new(ApiSource::new(apps), ControllerConfig::default()).shutdown_on(shutdown);
-    let metrics = controller.metrics();
-    controller
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+    // Only the leader runs the controller, and it writes through the fenced client.
+    let identity = std::env::var("PACER_IDENTITY").unwrap_or_else(|_| default_identity());
+    let lease_namespace =
+        std::env::var("PACER_LEASE_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
+    let election = ElectionConfig::new(lease_namespace, FIELD_MANAGER, identity);
+    let elector = LeaderElector::new(client, election)?;
+    elector
+        .run(shutdown, |leader| {
+            let apps = apps.clone();
+            async move {
+                let controller = Controller::new(ApiSource::new(apps), ControllerConfig::default())
+                    .shutdown_on(leader.token());
+                let metrics = controller.metrics();
+                let context = Arc::new(Context {
+                    client: leader.client().clone(),
+                });
+                controller.run(reconcile, error_policy, context).await;
+                let metrics = metrics.snapshot();
+                tracing::info!(
+                    reconciles = metrics.reconciles,
+                    failures = metrics.failures,
+                    "controller stopped"
+                );
+            }
+        })
         .await;
-    let metrics = metrics.snapshot();
-    tracing::info!(
-        reconciles = metrics.reconciles,
-        failures = metrics.failures,
-        "stopped"
-    );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `Api<K>`: the typed client for one kind in one namespace (or all namespaces, or a
-//! cluster-scoped kind) — get, list, create, replace, merge-patch, delete and watch.
+//! cluster-scoped kind) — get, list, create, replace, merge-patch (of the object or its
+//! `/status`), delete and watch.
 
 use std::marker::PhantomData;
 
@@ -102,6 +103,13 @@ impl<K: Resource> Api<K> {
         patch: &P,
     ) -> Result<K> {
         self.raw.patch_merge_as(name, params, patch).await
+    }
+
+    /// Applies an RFC 7386 JSON merge patch to the `/status` subresource: only `status`
+    /// changes (the server ignores the rest of the patch), e.g.
+    /// `api.patch_status("web-1", &json!({"status": {"phase": "Running"}}))`.
+    pub async fn patch_status(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
+        self.raw.patch_status_as(name, patch).await
     }
 
     /// Deletes an object.

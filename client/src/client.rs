@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use pacer_schemas::LeaseFence;
+use pacer_schemas::lease::{FENCE_HEADER, FenceParseError};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
@@ -18,6 +20,8 @@ use crate::error::{Error, Result, status_from_body};
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The `Pacer-Fence` header every request of a fenced handle carries ([`Client::fenced`]).
+    fence: Option<(LeaseFence, HeaderValue)>,
 }
 
 #[derive(Debug)]
@@ -59,7 +63,28 @@ impl Client {
                 namespace: config.namespace,
                 request_timeout: config.request_timeout,
             }),
+            fence: None,
         })
+    }
+
+    /// A handle on the same server whose requests all carry `Pacer-Fence: <fence>`: the server
+    /// applies its writes only while `fence.holder` holds the Lease (409 `Conflict` naming the
+    /// fence otherwise, and nothing is written). [`crate::runtime::LeaderElector`] hands
+    /// its leader such a handle.
+    pub fn fenced(&self, fence: &LeaseFence) -> Result<Self> {
+        let wire = fence.to_string();
+        LeaseFence::parse(&wire)?;
+        let value = HeaderValue::from_bytes(wire.as_bytes())
+            .map_err(|_| Error::InvalidFence(FenceParseError { input: wire }))?;
+        Ok(Self {
+            inner: Arc::clone(&self.inner),
+            fence: Some((fence.clone(), value)),
+        })
+    }
+
+    /// The fence of a handle from [`Client::fenced`].
+    pub fn fence(&self) -> Option<&LeaseFence> {
+        self.fence.as_ref().map(|(fence, _)| fence)
     }
 
     /// The server's base URL.
@@ -181,6 +206,9 @@ impl Client {
             .header(ACCEPT, "application/json");
         if let Some(token) = &self.inner.token {
             request = request.bearer_auth(token);
+        }
+        if let Some((_, fence)) = &self.fence {
+            request = request.header(FENCE_HEADER, fence.clone());
         }
         if let Some(body) = body {
             request = request

@@ -218,6 +218,17 @@ impl DynamicApi {
         self.client.send_json(Method::PATCH, url, Some(body)).await
     }
 
+    /// Merge-patches the `/status` subresource of `name`.
+    pub(crate) async fn patch_status_as<T, B>(&self, name: &str, patch: &B) -> Result<T>
+    where
+        T: DeserializeOwned,
+        B: Serialize + ?Sized,
+    {
+        let url = self.subresource_url(name, "status", "patch")?;
+        let body = Client::body(&Method::PATCH, &url, MERGE_PATCH, patch)?;
+        self.client.send_json(Method::PATCH, url, Some(body)).await
+    }
+
     pub(crate) async fn delete_as<T: DeserializeOwned>(
         &self,
         name: &str,
@@ -291,5 +302,18 @@ impl DynamicApi {
         let mut segments = self.prefix();
         segments.push(name);
         self.client.url(&segments, query)
+    }
+
+    /// The URL of `name`'s `subresource` (e.g. `status`).
+    fn subresource_url(&self, name: &str, subresource: &str, verb: &'static str) -> Result<Url> {
+        let mut url = self.item_url(name, verb, &[])?;
+        let base = url.to_string();
+        url.path_segments_mut()
+            .map_err(|()| Error::InvalidUrl {
+                url: base,
+                reason: "it cannot be a base URL".to_owned(),
+            })?
+            .push(subresource);
+        Ok(url)
     }
 }

@@ -80,6 +80,9 @@ pub enum Error {
         /// `<plural>.<group>`.
         resource: String,
     },
+    /// A fence that cannot be sent as a `Pacer-Fence` header.
+    #[error(transparent)]
+    InvalidFence(#[from] pacer_schemas::lease::FenceParseError),
 }
 
 impl Error {

@@ -2,7 +2,7 @@
 //! table of known kinds that generic tools (`pacer get RESOURCE`) resolve names against —
 //! plural, singular, short name or kind, optionally suffixed with the group.
 
-use pacer_schemas::{App, Deployment, Event, Instance, Node, Offer, Resource};
+use pacer_schemas::{App, AppVersion, Deployment, Event, Instance, Lease, Node, Offer, Resource};
 
 /// What the client needs to address a kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,13 +28,15 @@ pub struct ResourceInfo {
 }
 
 /// Every kind `pacer.dev/v1` serves, in the order `pacer get all`-style output lists them.
-pub static KNOWN_RESOURCES: [ResourceInfo; 6] = [
+pub static KNOWN_RESOURCES: [ResourceInfo; 8] = [
     ResourceInfo::of::<App>(),
+    ResourceInfo::of::<AppVersion>(),
     ResourceInfo::of::<Instance>(),
     ResourceInfo::of::<Deployment>(),
     ResourceInfo::of::<Node>(),
     ResourceInfo::of::<Offer>(),
     ResourceInfo::of::<Event>(),
+    ResourceInfo::of::<Lease>(),
 ];
 
 impl ResourceInfo {

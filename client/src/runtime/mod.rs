@@ -11,6 +11,8 @@
 //! - [`scheduler`]: a deduplicating delay queue.
 //! - [`controller`]: the [`Controller`] that ties them together and runs reconcilers.
 //! - [`backoff`]: the exponential backoff with jitter they retry with.
+//! - [`leader`]: the [`LeaderElector`] — leader election on a `Lease` with fenced writes, so
+//!   a controller runs on one replica at a time.
 //!
 //! Start with [`Controller`]; `client/examples/label_defaulter.rs` is a complete controller to
 //! copy.
@@ -18,6 +20,7 @@
 pub mod backoff;
 pub mod controller;
 mod http;
+pub mod leader;
 pub mod reflector;
 pub mod scheduler;
 pub mod source;
@@ -26,6 +29,7 @@ pub mod watcher;
 pub use backoff::BackoffConfig;
 pub use controller::{Action, Config as ControllerConfig, Controller, Metrics, MetricsSnapshot};
 pub use http::ApiSource;
+pub use leader::{ElectionConfig, ElectionError, LeaderElector, LeaderState, Leadership};
 pub use reflector::{ObjectRef, Store, Writer, reflector};
 pub use source::{Source, SourceError, SourceEvent, SourceList};
 pub use watcher::{Event, watcher};
