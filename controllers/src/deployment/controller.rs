@@ -1,0 +1,1176 @@
+//! The deployment controller's loop: it caches Apps, Instances, Deployments and AppVersions
+//! (the runtime's watcher and reflector over [`StoreSource`]) and works in debounced *rounds*,
+//! like the placement controller. One round, for every App:
+//!
+//! 1. **A change** — the App's `generation` or its [`RESTARTED_AT_ANNOTATION`] differs from its
+//!    latest `AppVersion` (or it has none) — becomes, in one transaction: the next
+//!    `AppVersion` (`<app>-<revision>`), a one-step `Deployment` (Start, Scale, Restart), the
+//!    cancellation of any Deployment still running for the App (it is superseded: a change the
+//!    API server let through with `?force=true`), and the App's status (current version,
+//!    revision, config version, running deployments) plus the [`FINALIZER`].
+//! 2. **Otherwise** the rolling step ([`plan_step`]) says how many Instances to create, which
+//!    to kill (goal `Decommissioned`; an unbound one is deleted outright) and which finished
+//!    ones to delete. A running Deployment waits while an App it depends on is not converged,
+//!    and fails when the App is on a dependency cycle. Once converged, its Deployment is
+//!    `Succeeded`. The App's status counts follow its Instances.
+//! 3. **An App being deleted** (it carries the finalizer) gets a `StopApplication` Deployment;
+//!    its Instances are killed (after those of deleting Apps that depend on it), then its
+//!    versions are deleted, and finally the App itself (the finalizer is removed).
+//!
+//! 4. **A Deployment deleted through the API** (its finalizer holds it): a running one rolls
+//!    its App back to the version it came from, or deletes the App it was creating; then the
+//!    Deployment goes.
+//!
+//! Writes go out in batched fenced transactions ([`write_units`]); before each round the
+//! controller waits until its caches reflect its last writes, so it never creates Instances
+//! twice for the same gap. Finished Deployments are kept with their phase (Marathon lists only
+//! running ones; the kept ones serve `pacer rollout status`) and deleted after
+//! [`DeploymentConfig::finished_retention`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, stream};
+use pacer_client::runtime::reflector::{self, Writer};
+use pacer_client::runtime::watcher::{self, watcher};
+use pacer_schemas::app::{InstanceFailure, VersionInfo};
+use pacer_schemas::app_version::{AppVersionSpec, RESTARTED_AT_ANNOTATION};
+use pacer_schemas::deployment::{
+    ActionStatus, DeploymentAction, DeploymentActionKind, DeploymentPhase, DeploymentStatus,
+};
+use pacer_schemas::instance::{InstanceGoal, InstancePhase};
+use pacer_schemas::{App, AppStatus, AppVersion, Deployment, Instance, Resource, Time};
+use pacer_store::{Leadership, Revision, Store};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{
+    BackoffDecision, BackoffInputs, BackoffPolicy, FAILURE_RECORDED_ANNOTATION, decide,
+    launch_failure,
+};
+use super::dependencies::Dependencies;
+use super::objects::{
+    action_of, app_ref, config_of, counts_as_capacity, instance_state, is_stop, new_app_version,
+    new_deployment, new_instance, next_version, now, strategy_of,
+};
+use super::rolling::{StepPlan, plan_step};
+use super::writes::{KeyWrite, Unit, WriteError, Written, write_units};
+use crate::placement::ObjectKey;
+use crate::store_source::{
+    StoreSource, encode_stored, object_revision, registry_key, registry_prefix,
+};
+
+/// The controller's name: its election is `/elections/deployment/`.
+pub const CONTROLLER_NAME: &str = "deployment";
+/// The finalizer that keeps an App until its Instances are stopped.
+pub const FINALIZER: &str = "pacer.dev/deployment-controller";
+
+/// How the deployment controller runs.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct DeploymentConfig {
+    /// After a change, wait this long for more before a round.
+    pub debounce: Duration,
+    /// Run a round at least this often (catches anything missed; ages finished Deployments).
+    pub resync: Duration,
+    /// How long a round waits for the caches to see the controller's last writes.
+    pub cache_sync_timeout: Duration,
+    /// Finished Deployments are deleted this long after they finished.
+    pub finished_retention: Duration,
+    /// Retry policy of the watchers.
+    pub watcher: watcher::Config,
+    /// An instance launched after an App's last failure that runs as healthy capacity this
+    /// long resets the App's launch backoff (see [`backoff`](super::backoff)).
+    pub viable_after: Duration,
+}
+
+impl Default for DeploymentConfig {
+    /// 50 ms debounce, 10 s resync, 5 s cache-sync timeout, finished Deployments kept 1 h,
+    /// a relaunched instance viable after 60 s.
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(50),
+            resync: Duration::from_secs(10),
+            cache_sync_timeout: Duration::from_secs(5),
+            finished_retention: Duration::from_secs(3600),
+            watcher: watcher::Config::default(),
+            viable_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the deployment controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    /// Writing failed (store error or lost leadership).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// An object could not be encoded for the store.
+    #[error("encode {key}: {source}")]
+    Encode {
+        /// The key being written.
+        key: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A cache's watcher ended before the cache was ready.
+    #[error("the {0} cache closed before it was ready")]
+    CacheClosed(&'static str),
+}
+
+/// The caches a round reads.
+struct Caches {
+    apps: reflector::Store<App>,
+    instances: reflector::Store<Instance>,
+    deployments: reflector::Store<Deployment>,
+    versions: reflector::Store<AppVersion>,
+}
+
+/// A watched change: which kind's cache moved, to which revision, and whether to run a round.
+struct Signal {
+    prefix: String,
+    revision: Option<Revision>,
+    wake: bool,
+}
+
+/// Aborts the cache-driving task when the controller stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The deployment controller. [`DeploymentController::run`] runs it until cancelled; wrap it
+/// in [`run_elected`](crate::leader::run_elected) to run it on several replicas.
+#[derive(Debug)]
+pub struct DeploymentController {
+    store: Arc<dyn Store>,
+    config: DeploymentConfig,
+}
+
+/// One App's state in a round.
+struct AppState<'a> {
+    app: &'a App,
+    key: ObjectKey,
+    instances: Vec<&'a Instance>,
+    /// Its versions (same uid), newest last.
+    versions: Vec<&'a AppVersion>,
+    /// The highest revision of any version with its name (other incarnations included).
+    max_revision: i64,
+    /// Running Deployments that touch it.
+    active: Vec<&'a Deployment>,
+}
+
+impl AppState<'_> {
+    fn latest(&self) -> Option<&AppVersion> {
+        self.versions.last().copied()
+    }
+
+    fn deleting(&self) -> bool {
+        self.app.metadata.deletion_timestamp.is_some()
+    }
+
+    fn has_finalizer(&self) -> bool {
+        has_finalizer(self.app)
+    }
+
+    fn restarted_at(&self) -> Option<String> {
+        self.app
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(RESTARTED_AT_ANNOTATION))
+            .cloned()
+    }
+
+    /// Whether the App changed since its latest version.
+    fn changed(&self) -> bool {
+        self.latest().is_none_or(|latest| {
+            latest.spec.app_generation != self.app.metadata.generation
+                || latest.spec.restarted_at != self.restarted_at()
+        })
+    }
+
+    fn target(&self) -> usize {
+        usize::try_from(self.app.spec.instances.unwrap_or(1)).unwrap_or(0)
+    }
+}
+
+fn has_finalizer(app: &App) -> bool {
+    app.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|finalizer| finalizer == FINALIZER)
+}
+
+impl DeploymentController {
+    /// A controller over `store`.
+    pub fn new(store: Arc<dyn Store>, config: DeploymentConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
+    /// fencing compare, and a refused fence ends the run with a lost-leadership error.
+    pub async fn run(
+        self,
+        leadership: Option<Arc<Leadership>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), DeploymentError> {
+        let wake = Arc::new(Notify::new());
+        let (caches, signals) = self.caches();
+        let prefixes = [
+            registry_prefix::<App>(),
+            registry_prefix::<Instance>(),
+            registry_prefix::<Deployment>(),
+            registry_prefix::<AppVersion>(),
+        ];
+        let (seen_tx, seen) = watch::channel::<HashMap<String, Revision>>(HashMap::new());
+        let driver = {
+            let wake = Arc::clone(&wake);
+            let mut signals = signals;
+            AbortOnDrop(tokio::spawn(async move {
+                while let Some(signal) = signals.next().await {
+                    if let Some(revision) = signal.revision {
+                        seen_tx.send_if_modified(|seen| {
+                            let entry = seen.entry(signal.prefix.clone()).or_default();
+                            let newer = revision > *entry;
+                            if newer {
+                                *entry = revision;
+                            }
+                            newer
+                        });
+                    }
+                    if signal.wake {
+                        wake.notify_one();
+                    }
+                }
+            }))
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            ready = async {
+                caches.apps.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("App"))?;
+                caches.instances.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("Instance"))?;
+                caches.deployments.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("Deployment"))?;
+                caches.versions.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("AppVersion"))
+            } => ready?,
+        }
+        tracing::info!(
+            apps = caches.apps.len(),
+            instances = caches.instances.len(),
+            fenced = leadership.is_some(),
+            "deployment controller started"
+        );
+        let mut written: HashMap<String, Revision> = HashMap::new();
+        let mut next_resync = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep_until(next_resync) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.config.debounce) => {}
+            }
+            if !written.is_empty() {
+                let mut seen = seen.clone();
+                let synced = tokio::time::timeout(
+                    self.config.cache_sync_timeout,
+                    seen.wait_for(|seen| {
+                        written.iter().all(|(prefix, revision)| {
+                            seen.get(prefix).is_some_and(|seen| seen >= revision)
+                        })
+                    }),
+                )
+                .await;
+                if !matches!(synced, Ok(Ok(_))) {
+                    tracing::warn!(
+                        "the caches have not caught up with our last writes; planning anyway"
+                    );
+                }
+            }
+            let started = std::time::Instant::now();
+            let (units, stats) = self.round(&caches)?;
+            next_resync = Instant::now() + self.config.resync;
+            if let Some(at) = stats.wake_at {
+                // Requeue exactly when a launch delay ends (or a backoff resets), not by polling.
+                let wait =
+                    Duration::try_from(at.timestamp().duration_since(jiff::Timestamp::now()))
+                        .unwrap_or(Duration::ZERO);
+                next_resync = next_resync.min(Instant::now() + wait + Duration::from_millis(1));
+            }
+            if units.is_empty() {
+                continue;
+            }
+            let count = units.len();
+            let result: Written =
+                write_units(self.store.as_ref(), leadership.as_deref(), units).await?;
+            for prefix in &prefixes {
+                if let Some(revision) = result.revisions.get(prefix) {
+                    written.insert(prefix.clone(), *revision);
+                }
+            }
+            tracing::info!(
+                units = count,
+                committed = result.committed,
+                conflicts = result.conflicts,
+                created = stats.created,
+                killed = stats.killed,
+                deleted = stats.deleted,
+                versions = stats.versions,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "deployment round"
+            );
+            // Anything written (or lost to a conflict) wants a look from fresh caches.
+            wake.notify_one();
+        }
+        drop(driver);
+        tracing::info!("deployment controller stopped");
+        Ok(())
+    }
+
+    /// The four caches and one merged stream of their changes.
+    fn caches(&self) -> (Caches, BoxStream<'static, Signal>) {
+        fn signals<K: Resource>(
+            store: &Arc<dyn Store>,
+            config: &watcher::Config,
+        ) -> (reflector::Store<K>, BoxStream<'static, Signal>) {
+            let writer = Writer::<K>::new();
+            let reader = writer.as_reader();
+            let prefix = registry_prefix::<K>();
+            let stream = reflector::reflector(
+                writer,
+                watcher(StoreSource::<K>::new(Arc::clone(store)), config.clone()),
+            )
+            .map(move |event| signal(&prefix, event))
+            .boxed();
+            (reader, stream)
+        }
+        let config = &self.config.watcher;
+        let (apps, app_signals) = signals::<App>(&self.store, config);
+        let (instances, instance_signals) = signals::<Instance>(&self.store, config);
+        let (deployments, deployment_signals) = signals::<Deployment>(&self.store, config);
+        let (versions, version_signals) = signals::<AppVersion>(&self.store, config);
+        let merged = stream::select_all([
+            app_signals,
+            instance_signals,
+            deployment_signals,
+            version_signals,
+        ])
+        .boxed();
+        (
+            Caches {
+                apps,
+                instances,
+                deployments,
+                versions,
+            },
+            merged,
+        )
+    }
+
+    /// One round: the units to write (see the module docs).
+    fn round(&self, caches: &Caches) -> Result<(Vec<Unit>, RoundStats), DeploymentError> {
+        let now = now();
+        // Launch delays need sub-second precision (`now` is whole seconds, as stored).
+        let precise_now = Time::new(jiff::Timestamp::now());
+        let apps = caches.apps.state();
+        let instances = caches.instances.state();
+        let deployments = caches.deployments.state();
+        let versions = caches.versions.state();
+
+        let mut states: Vec<AppState<'_>> = apps
+            .iter()
+            .map(|app| AppState {
+                app: app.as_ref(),
+                key: ObjectKey::new(app.metadata.namespace_str(), app.metadata.name_str()),
+                instances: Vec::new(),
+                versions: Vec::new(),
+                max_revision: 0,
+                active: Vec::new(),
+            })
+            .collect();
+        let index: HashMap<ObjectKey, usize> = states
+            .iter()
+            .enumerate()
+            .map(|(position, state)| (state.key.clone(), position))
+            .collect();
+        for instance in &instances {
+            let key = ObjectKey::new(instance.metadata.namespace_str(), &instance.spec.app);
+            if let Some(&position) = index.get(&key) {
+                states[position].instances.push(instance.as_ref());
+            }
+        }
+        for version in &versions {
+            let key = ObjectKey::new(version.metadata.namespace_str(), &version.spec.app);
+            if let Some(&position) = index.get(&key) {
+                let state = &mut states[position];
+                state.max_revision = state.max_revision.max(version.spec.revision);
+                let owned = version
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|owner| Some(&owner.uid) == state.app.metadata.uid.as_ref());
+                if owned {
+                    state.versions.push(version.as_ref());
+                }
+            }
+        }
+        for state in &mut states {
+            state.versions.sort_by_key(|version| version.spec.revision);
+        }
+        let mut units = Vec::new();
+        let mut stats = RoundStats::default();
+        for deployment in &deployments {
+            if deployment.metadata.deletion_timestamp.is_some() {
+                units.push(self.deleted(deployment, &states, &index, now)?);
+            } else if deployment.phase().is_active() {
+                for app in &deployment.spec.affected_apps {
+                    let key = ObjectKey::new(app.namespace.as_str(), app.name.as_str());
+                    if let Some(&position) = index.get(&key) {
+                        states[position].active.push(deployment.as_ref());
+                    }
+                }
+            } else if let Some(unit) = self.expire(deployment, now)? {
+                units.push(unit);
+            }
+        }
+        let graph = Dependencies::of(apps.iter().map(Arc::as_ref));
+
+        // First pass: the rolling plans of Apps without a pending change.
+        let mut plans: HashMap<ObjectKey, StepPlan> = HashMap::new();
+        for state in &states {
+            if state.deleting() || state.changed() || !state.has_finalizer() {
+                continue;
+            }
+            let Some(latest) = state.latest() else {
+                continue;
+            };
+            let observed: Vec<_> = state
+                .instances
+                .iter()
+                .map(|instance| instance_state(instance, &latest.spec.config_version))
+                .collect();
+            let plan = plan_step(state.target(), &strategy_of(&state.app.spec), &observed);
+            plans.insert(state.key.clone(), plan);
+        }
+
+        for state in &states {
+            if state.deleting() {
+                if state.has_finalizer() {
+                    self.stop(state, &states, &index, &graph, now, &mut units, &mut stats)?;
+                }
+                continue;
+            }
+            if state.changed() || !state.has_finalizer() {
+                units.push(self.new_version(state, now)?);
+                stats.versions += 1;
+                continue;
+            }
+            let (Some(plan), Some(latest)) = (plans.get(&state.key), state.latest()) else {
+                continue;
+            };
+            let mut plan = plan.clone();
+            let launch =
+                self.launch_backoff(state, &mut plan, &latest.spec.config_version, precise_now);
+            if let Some(at) = launch.decision.wake_at {
+                stats.wake_at = Some(stats.wake_at.map_or(at, |current| current.min(at)));
+            }
+            let plan = &plan;
+            let deployment = state.active.iter().copied().find(|d| !is_stop(d));
+            let mut waiting_for = None;
+            let mut failed = None;
+            if let Some(cycle) = graph.cycle_of(&state.key) {
+                failed = Some(format!("dependency cycle: {cycle}"));
+            } else if deployment.is_some() {
+                waiting_for = graph
+                    .depends_on(&state.key)
+                    .find(|dependency| !plans.get(*dependency).is_some_and(|plan| plan.done))
+                    .map(|dependency| format!("dependency {dependency} to be healthy"));
+            }
+            let hold = failed.is_some() || waiting_for.is_some();
+            if !hold {
+                self.instance_writes(
+                    state,
+                    plan,
+                    &latest.spec.config_version,
+                    now,
+                    &mut units,
+                    &mut stats,
+                )?;
+            } else {
+                self.delete_finished(state, plan, &mut units, &mut stats);
+            }
+            let mut active_names = Vec::new();
+            let mut deployment_write = None;
+            if let Some(deployment) = deployment {
+                let mut updated = deployment.clone();
+                let status = updated.status.get_or_insert_with(DeploymentStatus::default);
+                if let Some(message) = &failed {
+                    status.phase = DeploymentPhase::Failed;
+                    status.finished_at = Some(now);
+                    status.message = Some(message.clone());
+                    tracing::warn!(app = %state.key, deployment = deployment.metadata.name_str(), %message, "deployment failed");
+                } else if plan.done {
+                    status.phase = DeploymentPhase::Succeeded;
+                    status.finished_at = Some(now);
+                    status.message = None;
+                    tracing::info!(app = %state.key, deployment = deployment.metadata.name_str(), revision = latest.spec.revision, "deployment succeeded");
+                } else {
+                    active_names.push(deployment.metadata.name_str().to_owned());
+                }
+                status.current_actions = action_status(deployment, plan, waiting_for.clone());
+                if updated.status != deployment.status {
+                    deployment_write = Some(update_of(deployment, &updated)?);
+                }
+            }
+            for other in state
+                .active
+                .iter()
+                .filter(|d| deployment.is_none_or(|kept| kept.metadata.name != d.metadata.name))
+            {
+                active_names.push(other.metadata.name_str().to_owned());
+            }
+            let mut app = state.app.clone();
+            let status = app.status.get_or_insert_with(AppStatus::default);
+            count_instances(status, &state.instances, &latest.spec.config_version);
+            status.deployments = active_names;
+            status.launch_delay = launch.decision.delay.clone();
+            if let Some((_, last)) = launch.failures.last() {
+                status.last_failure = Some(last.clone());
+            }
+            let mut writes: Vec<KeyWrite> = deployment_write.into_iter().collect();
+            if app.status != state.app.status {
+                writes.push(update_of(state.app, &app)?);
+            }
+            // Failed instances go in the same transaction that records their failure, so each
+            // failure is counted exactly once (by whichever leader commits it).
+            for (instance, _) in &launch.failures {
+                if instance.phase().is_terminal() {
+                    writes.push(delete_of(*instance));
+                    stats.deleted += 1;
+                } else {
+                    let mut marked = (*instance).clone();
+                    marked
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(FAILURE_RECORDED_ANNOTATION.to_owned(), "true".to_owned());
+                    writes.push(update_of(*instance, &marked)?);
+                }
+            }
+            if !writes.is_empty() {
+                units.push(Unit::new(format!("app {}: status", state.key), writes));
+            }
+        }
+        Ok((units, stats))
+    }
+
+    /// The unit recording a change of `state`'s App: version, Deployment, cancellations, status.
+    fn new_version(&self, state: &AppState<'_>, now: Time) -> Result<Unit, DeploymentError> {
+        let app = state.app;
+        let previous = state.latest();
+        if !state.changed() {
+            // Only the finalizer is missing (an App written before this controller ran).
+            let mut updated = app.clone();
+            add_finalizer(&mut updated);
+            return Ok(Unit::new(
+                format!("app {}: finalizer", state.key),
+                vec![update_of(app, &updated)?],
+            ));
+        }
+        let revision = state.max_revision + 1;
+        let version = next_version(previous.map(|p| p.spec.version.as_str()));
+        let restarted_at = state.restarted_at();
+        let same_config =
+            previous.is_some_and(|p| config_of(&p.spec.template) == config_of(&app.spec));
+        let restarted = previous.is_some_and(|p| p.spec.restarted_at != restarted_at);
+        let (kind, change) = match previous {
+            None => (DeploymentActionKind::StartApplication, "Created"),
+            Some(_) if same_config && restarted => {
+                (DeploymentActionKind::RestartApplication, "Restarted")
+            }
+            Some(_) if !same_config || restarted => {
+                (DeploymentActionKind::RestartApplication, "Updated")
+            }
+            Some(_) => (DeploymentActionKind::ScaleApplication, "Scaled"),
+        };
+        let config_version = match previous {
+            Some(previous) if same_config && !restarted => previous.spec.config_version.clone(),
+            _ => version.clone(),
+        };
+        let action = DeploymentAction {
+            action: kind,
+            app: app_ref(app),
+            version: Some(version.clone()),
+            instances: app.spec.instances,
+            from_version: previous.map(|p| p.spec.version.clone()),
+            revision: Some(revision),
+        };
+        let deployment = new_deployment(app, action, !state.active.is_empty(), now);
+        let snapshot = new_app_version(
+            app,
+            AppVersionSpec {
+                app: app.metadata.name_str().to_owned(),
+                revision,
+                version: version.clone(),
+                config_version: config_version.clone(),
+                app_generation: app.metadata.generation,
+                restarted_at,
+                change: Some(change.to_owned()),
+                template: app.spec.clone(),
+            },
+            now,
+        );
+        let mut writes = Vec::new();
+        for superseded in &state.active {
+            writes.push(cancel(
+                superseded,
+                format!(
+                    "superseded by deployment {} (App {} changed)",
+                    deployment.metadata.name_str(),
+                    state.key
+                ),
+                now,
+            )?);
+        }
+        let mut updated = app.clone();
+        add_finalizer(&mut updated);
+        let status = updated.status.get_or_insert_with(AppStatus::default);
+        status.observed_generation = app.metadata.generation;
+        status.current_version = Some(version.clone());
+        status.revision = Some(revision);
+        if status.config_version.as_deref() != Some(config_version.as_str()) {
+            // A new config (or a restart) starts without launch backoff.
+            status.launch_delay = None;
+        }
+        status.config_version = Some(config_version);
+        status.deployments = vec![deployment.metadata.name_str().to_owned()];
+        let info = status.version_info.get_or_insert_with(VersionInfo::default);
+        if kind == DeploymentActionKind::ScaleApplication {
+            info.last_scaling_at = Some(now);
+        } else {
+            info.last_config_change_at = Some(now);
+            info.last_scaling_at.get_or_insert(now);
+        }
+        writes.push(update_of(app, &updated)?);
+        writes.push(create_of(&snapshot)?);
+        writes.push(create_of(&deployment)?);
+        tracing::info!(
+            app = %state.key,
+            revision,
+            version = %version,
+            action = ?kind,
+            deployment = deployment.metadata.name_str(),
+            superseded = state.active.len(),
+            "new app version"
+        );
+        Ok(Unit::new(
+            format!("app {}: version {revision}", state.key),
+            writes,
+        ))
+    }
+
+    /// The launch backoff of `state`'s App (see [`backoff`](super::backoff)): the failures
+    /// among the instances `plan` deletes are taken out of `plan.delete` (the caller deletes
+    /// them with the status write that records them; a health-killed instance not terminal yet
+    /// is marked recorded instead), and while the delay is in force `plan` starts nothing.
+    fn launch_backoff<'a>(
+        &self,
+        state: &AppState<'a>,
+        plan: &mut StepPlan,
+        config_version: &str,
+        now: Time,
+    ) -> LaunchBackoff<'a> {
+        let mut failures: Vec<(&'a Instance, InstanceFailure)> = state
+            .instances
+            .iter()
+            .copied()
+            .filter(|instance| {
+                !instance.phase().is_terminal()
+                    || plan
+                        .delete
+                        .iter()
+                        .any(|name| name == instance.metadata.name_str())
+            })
+            .filter_map(|instance| launch_failure(instance).map(|failure| (instance, failure)))
+            .collect();
+        failures.sort_by_key(|(_, failure)| failure.timestamp);
+        plan.delete.retain(|name| {
+            !failures
+                .iter()
+                .any(|(instance, _)| instance.metadata.name_str() == name)
+        });
+        let current: Vec<InstanceFailure> = failures
+            .iter()
+            .filter(|(instance, _)| instance.spec.app_version == config_version)
+            .map(|(_, failure)| failure.clone())
+            .collect();
+        let candidates: Vec<(Option<Time>, Option<Time>)> = state
+            .instances
+            .iter()
+            .filter(|instance| {
+                instance.spec.app_version == config_version
+                    && instance
+                        .spec
+                        .goal
+                        .as_ref()
+                        .is_none_or(|goal| *goal == InstanceGoal::Running)
+                    && counts_as_capacity(instance)
+            })
+            .map(|instance| {
+                (
+                    instance.metadata.creation_timestamp,
+                    instance
+                        .status
+                        .as_ref()
+                        .and_then(|status| status.started_at),
+                )
+            })
+            .collect();
+        let recorded = state
+            .app
+            .status
+            .as_ref()
+            .and_then(|status| status.launch_delay.as_ref());
+        let decision = decide(&BackoffInputs {
+            policy: BackoffPolicy::of(&state.app.spec),
+            recorded,
+            new_failures: &current,
+            viable_candidates: &candidates,
+            viable_after: self.config.viable_after,
+            now,
+        });
+        if !current.is_empty()
+            && let Some(delay) = &decision.delay
+        {
+            tracing::info!(
+                app = %state.key,
+                failures = delay.consecutive_failures,
+                delay_seconds = delay.delay_seconds,
+                until = ?delay.until.map(|until| until.to_string()),
+                reason = delay.reason.as_deref().unwrap_or_default(),
+                "instance failed: launch delayed"
+            );
+        } else if recorded.is_some() && decision.delay.is_none() {
+            tracing::info!(app = %state.key, "launch backoff reset");
+        }
+        if !decision.launch_allowed && plan.start > 0 {
+            tracing::debug!(app = %state.key, held = plan.start, "launches held by the backoff");
+            plan.start = 0;
+        }
+        LaunchBackoff { failures, decision }
+    }
+
+    /// The writes that stop an App being deleted, step by step across rounds.
+    #[allow(clippy::too_many_arguments)]
+    fn stop(
+        &self,
+        state: &AppState<'_>,
+        states: &[AppState<'_>],
+        index: &HashMap<ObjectKey, usize>,
+        graph: &Dependencies,
+        now: Time,
+        units: &mut Vec<Unit>,
+        stats: &mut RoundStats,
+    ) -> Result<(), DeploymentError> {
+        let app = state.app;
+        let Some(stop) = state.active.iter().copied().find(|d| is_stop(d)) else {
+            let action = DeploymentAction {
+                action: DeploymentActionKind::StopApplication,
+                app: app_ref(app),
+                version: state.latest().map(|v| v.spec.version.clone()),
+                instances: Some(0),
+                from_version: state.latest().map(|v| v.spec.version.clone()),
+                revision: state.latest().map(|v| v.spec.revision),
+            };
+            let deployment = new_deployment(app, action, !state.active.is_empty(), now);
+            let mut writes = Vec::new();
+            for superseded in &state.active {
+                writes.push(cancel(
+                    superseded,
+                    format!("superseded by the deletion of App {}", state.key),
+                    now,
+                )?);
+            }
+            let mut updated = app.clone();
+            updated
+                .status
+                .get_or_insert_with(AppStatus::default)
+                .deployments = vec![deployment.metadata.name_str().to_owned()];
+            writes.push(update_of(app, &updated)?);
+            writes.push(create_of(&deployment)?);
+            tracing::info!(app = %state.key, deployment = deployment.metadata.name_str(), "stopping app");
+            units.push(Unit::new(format!("app {}: stop", state.key), writes));
+            return Ok(());
+        };
+        let config_version = state
+            .latest()
+            .map(|v| v.spec.config_version.clone())
+            .unwrap_or_default();
+        let observed: Vec<_> = state
+            .instances
+            .iter()
+            .map(|instance| instance_state(instance, &config_version))
+            .collect();
+        let plan = plan_step(0, &strategy_of(&app.spec), &observed);
+        // Dependents being deleted stop first.
+        let waiting_for = graph
+            .dependents_of(&state.key)
+            .find(|dependent| {
+                index.get(*dependent).is_some_and(|&position| {
+                    let other = &states[position];
+                    other.deleting()
+                        && other
+                            .instances
+                            .iter()
+                            .any(|instance| !instance.phase().is_terminal())
+                })
+            })
+            .map(|dependent| format!("dependent {dependent} to stop"));
+        if waiting_for.is_some() {
+            self.delete_finished(state, &plan, units, stats);
+        } else {
+            self.instance_writes(state, &plan, &config_version, now, units, stats)?;
+        }
+        if !state.instances.is_empty() {
+            let mut updated = stop.clone();
+            if let Some(status) = updated.status.as_mut() {
+                status.current_actions = action_status(stop, &plan, waiting_for);
+            }
+            if updated.status != stop.status {
+                units.push(Unit::new(
+                    format!("app {}: stop progress", state.key),
+                    vec![update_of(stop, &updated)?],
+                ));
+            }
+            return Ok(());
+        }
+        if !state.versions.is_empty() {
+            for version in &state.versions {
+                units.push(Unit::new(
+                    format!(
+                        "app {}: delete version {}",
+                        state.key, version.spec.revision
+                    ),
+                    vec![delete_of(*version)],
+                ));
+            }
+            return Ok(());
+        }
+        let mut finished = stop.clone();
+        let status = finished
+            .status
+            .get_or_insert_with(DeploymentStatus::default);
+        status.phase = DeploymentPhase::Succeeded;
+        status.finished_at = Some(now);
+        status.current_actions = action_status(stop, &plan, None);
+        let mut updated = app.clone();
+        if let Some(finalizers) = updated.metadata.finalizers.as_mut() {
+            finalizers.retain(|finalizer| finalizer != FINALIZER);
+        }
+        let app_write = if updated
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+        {
+            delete_of(app)
+        } else {
+            update_of(app, &updated)?
+        };
+        tracing::info!(app = %state.key, deployment = stop.metadata.name_str(), "app stopped and removed");
+        units.push(Unit::new(
+            format!("app {}: removed", state.key),
+            vec![update_of(stop, &finished)?, app_write],
+        ));
+        Ok(())
+    }
+
+    /// Creates, kills and deletes of `plan`, one unit per instance.
+    fn instance_writes(
+        &self,
+        state: &AppState<'_>,
+        plan: &StepPlan,
+        config_version: &str,
+        now: Time,
+        units: &mut Vec<Unit>,
+        stats: &mut RoundStats,
+    ) -> Result<(), DeploymentError> {
+        for _ in 0..plan.start {
+            let instance = new_instance(state.app, config_version, now);
+            units.push(Unit::new(
+                format!("app {}: create {}", state.key, instance.metadata.name_str()),
+                vec![create_of(&instance)?],
+            ));
+            stats.created += 1;
+        }
+        let by_name: HashMap<&str, &Instance> = state
+            .instances
+            .iter()
+            .map(|instance| (instance.metadata.name_str(), *instance))
+            .collect();
+        for name in &plan.kill {
+            let Some(instance) = by_name.get(name.as_str()) else {
+                continue;
+            };
+            let unbound =
+                instance.spec.node_name.is_none() && instance.phase() == InstancePhase::Scheduled;
+            let write = if unbound {
+                delete_of(*instance)
+            } else {
+                let mut killed = (*instance).clone();
+                killed.spec.goal = Some(InstanceGoal::Decommissioned);
+                killed.metadata.generation = Some(instance.metadata.generation.unwrap_or(1) + 1);
+                update_of(*instance, &killed)?
+            };
+            tracing::debug!(app = %state.key, instance = %name, unbound, "kill");
+            units.push(Unit::new(
+                format!("app {}: kill {name}", state.key),
+                vec![write],
+            ));
+            stats.killed += 1;
+        }
+        self.delete_finished(state, plan, units, stats);
+        Ok(())
+    }
+
+    /// Deletes the instances that ended.
+    fn delete_finished(
+        &self,
+        state: &AppState<'_>,
+        plan: &StepPlan,
+        units: &mut Vec<Unit>,
+        stats: &mut RoundStats,
+    ) {
+        for instance in &state.instances {
+            if plan
+                .delete
+                .iter()
+                .any(|name| name == instance.metadata.name_str())
+            {
+                units.push(Unit::new(
+                    format!("app {}: delete {}", state.key, instance.metadata.name_str()),
+                    vec![delete_of(*instance)],
+                ));
+                stats.deleted += 1;
+            }
+        }
+    }
+
+    /// A Deployment deleted through the API (it carries the finalizer): a running one is
+    /// rolled back first (Marathon's semantics) — its App's spec returns to the version it
+    /// came from, which the next round turns into a new version and Deployment, and a
+    /// deployment that created the App deletes it; then the Deployment goes.
+    fn deleted(
+        &self,
+        deployment: &Deployment,
+        states: &[AppState<'_>],
+        index: &HashMap<ObjectKey, usize>,
+        now: Time,
+    ) -> Result<Unit, DeploymentError> {
+        let name = deployment.metadata.name_str();
+        let mut writes = vec![delete_of(deployment)];
+        let action = action_of(deployment);
+        let state = action.and_then(|action| {
+            index
+                .get(&ObjectKey::new(
+                    action.app.namespace.as_str(),
+                    action.app.name.as_str(),
+                ))
+                .map(|&position| &states[position])
+        });
+        if let (true, Some(action), Some(state)) = (deployment.phase().is_active(), action, state)
+            && !state.deleting()
+            && action.action != DeploymentActionKind::StopApplication
+        {
+            let mut app = state.app.clone();
+            let original = action.from_version.as_deref().and_then(|from| {
+                state
+                    .versions
+                    .iter()
+                    .find(|version| version.spec.version == from)
+            });
+            match original {
+                Some(original) => {
+                    app.spec = original.spec.template.clone();
+                    app.metadata.generation = Some(app.metadata.generation.unwrap_or(1) + 1);
+                    tracing::info!(app = %state.key, deployment = name, revision = original.spec.revision, "deployment deleted: rolling back");
+                }
+                None if action.action == DeploymentActionKind::StartApplication => {
+                    app.metadata.deletion_timestamp = Some(now);
+                    tracing::info!(app = %state.key, deployment = name, "deployment deleted: removing the app it created");
+                }
+                None => {}
+            }
+            if app != *state.app {
+                writes.push(update_of(state.app, &app)?);
+            }
+        }
+        Ok(Unit::new(format!("deployment {name}: deleted"), writes))
+    }
+
+    /// Deletes a finished Deployment once it is older than the retention.
+    fn expire(&self, deployment: &Deployment, now: Time) -> Result<Option<Unit>, DeploymentError> {
+        let Some(finished) = deployment.status.as_ref().and_then(|s| s.finished_at) else {
+            return Ok(None);
+        };
+        let age = now.as_unix_seconds() - finished.as_unix_seconds();
+        let retention = i64::try_from(self.config.finished_retention.as_secs()).unwrap_or(i64::MAX);
+        Ok((age >= retention).then(|| {
+            Unit::new(
+                format!("deployment {}: expired", deployment.metadata.name_str()),
+                vec![delete_of(deployment)],
+            )
+        }))
+    }
+}
+
+/// What a round decided (for logs), and when the next round is due at the latest.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoundStats {
+    created: usize,
+    killed: usize,
+    deleted: usize,
+    versions: usize,
+    /// The earliest instant a launch-backoff decision changes by itself.
+    wake_at: Option<Time>,
+}
+
+/// One App's launch backoff in a round: the failures being recorded (with the Instances that
+/// are deleted with them) and the decision.
+struct LaunchBackoff<'a> {
+    failures: Vec<(&'a Instance, InstanceFailure)>,
+    decision: BackoffDecision,
+}
+
+fn add_finalizer(app: &mut App) {
+    if !has_finalizer(app) {
+        app.metadata
+            .finalizers
+            .get_or_insert_with(Vec::new)
+            .push(FINALIZER.to_owned());
+    }
+}
+
+/// The progress of `deployment`'s action after `plan`.
+fn action_status(
+    deployment: &Deployment,
+    plan: &StepPlan,
+    waiting_for: Option<String>,
+) -> Vec<ActionStatus> {
+    let Some(action) = action_of(deployment) else {
+        return Vec::new();
+    };
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    vec![ActionStatus {
+        action: action.action,
+        app: action.app.clone(),
+        readiness_check_results: Vec::new(),
+        target_instances: Some(count(plan.progress.target)),
+        updated_instances: Some(count(plan.progress.updated)),
+        healthy_instances: Some(count(plan.progress.healthy)),
+        old_instances: Some(count(plan.progress.old)),
+        waiting_for,
+    }]
+}
+
+/// Marathon's counts from the App's instances.
+fn count_instances(status: &mut AppStatus, instances: &[&Instance], config_version: &str) {
+    let live: Vec<&Instance> = instances
+        .iter()
+        .copied()
+        .filter(|i| !i.phase().is_terminal())
+        .collect();
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let tally = |keep: &dyn Fn(&Instance) -> bool| count(live.iter().filter(|i| keep(i)).count());
+    let running = |i: &Instance| i.phase() == InstancePhase::Running;
+    let healthy = |i: &Instance| i.status.as_ref().and_then(|s| s.healthy);
+    status.instances = count(live.len());
+    status.staged = tally(&|i| i.phase() == InstancePhase::Scheduled || i.phase().is_staged());
+    status.running = tally(&running);
+    status.healthy = tally(&|i| running(i) && healthy(i) == Some(true));
+    status.unhealthy = tally(&|i| running(i) && healthy(i) == Some(false));
+    status.updated = Some(tally(&|i| {
+        i.spec.app_version == config_version
+            && i.spec
+                .goal
+                .as_ref()
+                .is_none_or(|g| *g == InstanceGoal::Running)
+    }));
+}
+
+fn cancel(
+    deployment: &Deployment,
+    message: String,
+    now: Time,
+) -> Result<KeyWrite, DeploymentError> {
+    let mut cancelled = deployment.clone();
+    let status = cancelled
+        .status
+        .get_or_insert_with(DeploymentStatus::default);
+    status.phase = DeploymentPhase::Cancelled;
+    status.finished_at = Some(now);
+    status.message = Some(message);
+    update_of(deployment, &cancelled)
+}
+
+fn key_of<K: Resource>(object: &K) -> String {
+    registry_key::<K>(
+        object.meta().namespace.as_deref(),
+        object.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+fn encode<K: Resource>(key: &str, object: &K) -> Result<Vec<u8>, DeploymentError> {
+    encode_stored(object).map_err(|source| DeploymentError::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn create_of<K: Resource>(object: &K) -> Result<KeyWrite, DeploymentError> {
+    let key = key_of(object);
+    let value = encode(&key, object)?;
+    Ok(KeyWrite::create(key, value))
+}
+
+fn update_of<K: Resource>(current: &K, updated: &K) -> Result<KeyWrite, DeploymentError> {
+    let key = key_of(current);
+    let value = encode(&key, updated)?;
+    Ok(KeyWrite::update(
+        key,
+        object_revision(current).unwrap_or(0),
+        value,
+    ))
+}
+
+fn delete_of<K: Resource>(current: &K) -> KeyWrite {
+    KeyWrite::delete(key_of(current), object_revision(current).unwrap_or(0))
+}
+
+/// Maps a watcher event to a loop signal.
+fn signal<K: Resource>(prefix: &str, event: watcher::Result<watcher::Event<K>>) -> Signal {
+    let (revision, wake) = match &event {
+        Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+            (object_revision(object), true)
+        }
+        Ok(watcher::Event::InitApply(object)) => (object_revision(object), false),
+        Ok(watcher::Event::InitDone) => (None, true),
+        Ok(watcher::Event::Init) | Err(_) => (None, false),
+    };
+    Signal {
+        prefix: prefix.to_owned(),
+        revision,
+        wake,
+    }
+}

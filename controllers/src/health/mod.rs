@@ -1,0 +1,379 @@
+//! The health controller: kills instances whose health checks failed
+//! `maxConsecutiveFailures` times in a row outside their grace period, so that their owner
+//! replaces them.
+//!
+//! Agents run the checks next to the instances and report results into each Instance's
+//! `status.health[]` (see `pacer-agent`'s `health` module); this controller only reads them.
+//! It caches Instances (watcher + reflector over [`StoreSource`]) and works in rounds: each
+//! round applies the pure [`decide::verdict`] to every instance at the time of an injected
+//! [`Clock`]. An instance to kill gets `spec.goal: Decommissioned` (generation + 1) with
+//! `status.reason: HealthCheckFailed` and a message naming the check, written together with a
+//! `Warning`/`Unhealthy` Event about it (`<instance>.unhealthy`, same namespace) in one unit;
+//! the deployment controller then starts a replacement and the agent kills the instance.
+//! Units are packed into fenced, batched transactions by the deployment controller's
+//! [`write_units`]; an instance changed meanwhile loses its compare and is decided again.
+//!
+//! Rounds run when a change of an instance with health results arrives, at the earliest end
+//! of a grace period that currently protects a failing instance, and at a resync.
+
+pub mod decide;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use pacer_client::runtime::reflector::{self, Writer};
+use pacer_client::runtime::watcher::{self, watcher};
+use pacer_schemas::event::{EventSource, EventType};
+use pacer_schemas::instance::InstanceGoal;
+use pacer_schemas::meta::ObjectReference;
+use pacer_schemas::{Instance, ObjectMeta, Resource, Time};
+use pacer_store::{Leadership, Store, StoreError};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use decide::{HEALTH_CHECK_FAILED, UNHEALTHY, Verdict};
+
+use crate::deployment::writes::{KeyWrite, Unit, WriteError, write_units};
+use crate::node_lifecycle::Clock;
+use crate::store_source::{
+    StoreSource, decode_stored, encode_stored, object_revision, registry_key,
+};
+
+/// The controller's name: its election is `/elections/health/`.
+pub const CONTROLLER_NAME: &str = "health";
+/// The `source.component` of its Events.
+pub const COMPONENT: &str = "health-controller";
+
+/// How the health controller runs.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HealthConfig {
+    /// After a change, wait this long for more before a round.
+    pub debounce: Duration,
+    /// Run a round at least this often anyway.
+    pub resync: Duration,
+    /// Retry policy of the watcher.
+    pub watcher: watcher::Config,
+}
+
+impl Default for HealthConfig {
+    /// 100 ms debounce, 60 s resync.
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(100),
+            resync: Duration::from_secs(60),
+            watcher: watcher::Config::default(),
+        }
+    }
+}
+
+/// Why the health controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// A store call failed (other than a lost compare, which is retried).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// An object could not be encoded for the store.
+    #[error("encode {key}: {source}")]
+    Encode {
+        /// The key being written.
+        key: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A fenced write was refused: this replica no longer leads.
+    #[error("leadership lost: a fenced write was refused")]
+    LostLeadership,
+    /// The Instance cache's watcher ended before the cache was ready.
+    #[error("the Instance cache closed before it was ready")]
+    CacheClosed,
+}
+
+impl From<WriteError> for HealthError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Store(error) => Self::Store(error),
+            WriteError::LostLeadership => Self::LostLeadership,
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundStats {
+    /// Instances decommissioned (each with its Event).
+    pub killed: usize,
+    /// Kills dropped because the instance changed meanwhile.
+    pub conflicts: usize,
+}
+
+/// The health controller. [`HealthController::run`] runs it until cancelled; wrap it in
+/// [`run_elected`](crate::leader::run_elected) to run it on several replicas.
+#[derive(Debug)]
+pub struct HealthController {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: HealthConfig,
+}
+
+/// Aborts the cache-driving task when the controller stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether a change of `instance` can change a verdict: it has checks and results.
+fn concerns_health(instance: &Instance) -> bool {
+    instance
+        .status
+        .as_ref()
+        .is_some_and(|status| !status.health.is_empty())
+}
+
+impl HealthController {
+    /// A controller over `store`, reading the time from `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: HealthConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+        }
+    }
+
+    /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
+    /// fencing compare, and a refused fence ends the run with [`HealthError::LostLeadership`].
+    pub async fn run(
+        self,
+        leadership: Option<Arc<Leadership>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), HealthError> {
+        let wake = Arc::new(Notify::new());
+        let writer = Writer::<Instance>::new();
+        let instances = writer.as_reader();
+        let changes = reflector::reflector(
+            writer,
+            watcher(
+                StoreSource::<Instance>::new(Arc::clone(&self.store)),
+                self.config.watcher.clone(),
+            ),
+        );
+        let driver = {
+            let wake = Arc::clone(&wake);
+            AbortOnDrop(tokio::spawn(async move {
+                let mut changes = std::pin::pin!(changes);
+                while let Some(event) = changes.next().await {
+                    match event {
+                        Ok(watcher::Event::Apply(instance)) if concerns_health(&instance) => {
+                            wake.notify_one();
+                        }
+                        Ok(watcher::Event::InitDone) => wake.notify_one(),
+                        _ => {}
+                    }
+                }
+            }))
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            ready = instances.wait_until_ready() => ready.map_err(|_| HealthError::CacheClosed)?,
+        }
+        tracing::info!(
+            instances = instances.len(),
+            fenced = leadership.is_some(),
+            "health controller started"
+        );
+        let mut next_deadline: Option<Time> = None;
+        let mut next_resync = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep_until(next_resync) => {}
+                () = async {
+                    match next_deadline {
+                        Some(deadline) => self.clock.sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.config.debounce) => {}
+            }
+            let (stats, deadline) = self.round(&instances, leadership.as_deref()).await?;
+            next_deadline = deadline;
+            next_resync = Instant::now() + self.config.resync;
+            if stats.killed + stats.conflicts > 0 {
+                tracing::info!(
+                    killed = stats.killed,
+                    conflicts = stats.conflicts,
+                    "health round"
+                );
+            }
+            if stats.conflicts > 0 {
+                wake.notify_one();
+            }
+        }
+        drop(driver);
+        tracing::info!("health controller stopped");
+        Ok(())
+    }
+
+    /// One round over every instance: decide, write, and return when to look again.
+    async fn round(
+        &self,
+        instances: &reflector::Store<Instance>,
+        leadership: Option<&Leadership>,
+    ) -> Result<(RoundStats, Option<Time>), HealthError> {
+        let now = self.clock.now();
+        let mut next_deadline: Option<Time> = None;
+        let mut units = Vec::new();
+        for instance in instances.state() {
+            if !concerns_health(&instance) {
+                continue;
+            }
+            match decide::verdict(&instance, now) {
+                Verdict::Keep => {}
+                Verdict::Until(deadline) => {
+                    next_deadline = Some(next_deadline.map_or(deadline, |next| next.min(deadline)));
+                }
+                Verdict::Kill {
+                    index,
+                    check,
+                    failures,
+                    cause,
+                } => {
+                    let message = format!(
+                        "{check} failed {failures} time(s) in a row; last cause: {cause}; \
+                         killing the instance"
+                    );
+                    tracing::warn!(
+                        app = %instance.spec.app,
+                        instance = %instance.metadata.name_str(),
+                        namespace = %instance.metadata.namespace_str(),
+                        node = instance.spec.node_name.as_deref().unwrap_or_default(),
+                        check = index,
+                        failures,
+                        %cause,
+                        "instance unhealthy: decommissioning it"
+                    );
+                    units.push(self.kill_unit(&instance, &message, now).await?);
+                }
+            }
+        }
+        let planned = units.len();
+        let written = write_units(self.store.as_ref(), leadership, units).await?;
+        Ok((
+            RoundStats {
+                killed: written.committed,
+                conflicts: planned.saturating_sub(written.committed),
+            },
+            next_deadline,
+        ))
+    }
+
+    /// The instance's goal change and its Event, as one unit.
+    async fn kill_unit(
+        &self,
+        instance: &Instance,
+        message: &str,
+        now: Time,
+    ) -> Result<Unit, HealthError> {
+        let namespace = instance.metadata.namespace_str();
+        let name = instance.metadata.name_str();
+        let mut updated = instance.clone();
+        updated.spec.goal = Some(InstanceGoal::Decommissioned);
+        updated.metadata.generation = Some(instance.metadata.generation.unwrap_or(1) + 1);
+        let status = updated.status.get_or_insert_with(Default::default);
+        status.reason = Some(HEALTH_CHECK_FAILED.to_owned());
+        status.message = Some(message.to_owned());
+        let instance_key = registry_key::<Instance>(Some(namespace), name);
+        let event_name = format!("{name}.unhealthy");
+        let event_key = registry_key::<pacer_schemas::Event>(Some(namespace), &event_name);
+        let event_write = match self.store.get(&event_key).await? {
+            Some(kv) => {
+                let record = match decode_stored::<pacer_schemas::Event>(&kv.value, kv.mod_revision)
+                {
+                    Ok(mut record) => {
+                        record.count = Some(record.count.unwrap_or(1).saturating_add(1));
+                        record.last_timestamp = Some(now);
+                        record.message = Some(message.to_owned());
+                        record.metadata.generation =
+                            Some(record.metadata.generation.unwrap_or(1) + 1);
+                        record
+                    }
+                    Err(_) => new_event(instance, &event_name, message, now),
+                };
+                KeyWrite::update(
+                    event_key.clone(),
+                    kv.mod_revision,
+                    encode(&event_key, &record)?,
+                )
+            }
+            None => KeyWrite::create(
+                event_key.clone(),
+                encode(&event_key, &new_event(instance, &event_name, message, now))?,
+            ),
+        };
+        Ok(Unit::new(
+            format!("instance {namespace}/{name}: decommission (unhealthy)"),
+            vec![
+                KeyWrite::update(
+                    instance_key.clone(),
+                    object_revision(instance).unwrap_or(0),
+                    encode(&instance_key, &updated)?,
+                ),
+                event_write,
+            ],
+        ))
+    }
+}
+
+fn encode<K: Resource>(key: &str, object: &K) -> Result<Vec<u8>, HealthError> {
+    encode_stored(object).map_err(|source| HealthError::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// A first `Unhealthy` Event about `instance`, as the API server would store it.
+fn new_event(instance: &Instance, name: &str, message: &str, now: Time) -> pacer_schemas::Event {
+    let mut metadata = ObjectMeta::named(instance.metadata.namespace_str(), name);
+    metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+    metadata.creation_timestamp = Some(now);
+    metadata.generation = Some(1);
+    let mut record = pacer_schemas::Event {
+        metadata,
+        involved_object: ObjectReference {
+            api_version: Some(Instance::API_VERSION.to_owned()),
+            kind: Some(Instance::KIND.to_owned()),
+            namespace: instance.metadata.namespace.clone(),
+            name: instance.metadata.name.clone(),
+            uid: instance.metadata.uid.clone(),
+            resource_version: None,
+            field_path: None,
+        },
+        reason: Some(UNHEALTHY.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(EventType::Warning),
+        count: Some(1),
+        first_timestamp: Some(now),
+        last_timestamp: Some(now),
+        source: Some(EventSource {
+            component: Some(COMPONENT.to_owned()),
+            host: None,
+        }),
+        action: Some("Kill".to_owned()),
+        ..Default::default()
+    };
+    record.set_type_meta();
+    record
+}
