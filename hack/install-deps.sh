@@ -7,6 +7,8 @@
 #   libprotobuf-dev    the well-known .proto files (google/protobuf/*.proto) protoc imports
 #   etcd-server        etcd 3.4, the store that `pacer server` and the conformance suite use
 #   etcd-client        etcdctl, for poking at a store by hand and for benchmarks
+#   busybox-static     a static busybox that cli/tests/agent.rs copies into a FROM-scratch
+#                      Docker image (no registry can be reached, so test images are built)
 #   kubectl 1.20       Debian's kubernetes-client, for cli/tests/kubectl_1_20.rs: downloaded with
 #                      `apt-get download` and unpacked with `dpkg-deb -x` into
 #                      ${PACER_TOOLS_DIR:-target/tools}/kubectl-1.20 (binary: usr/bin/kubectl),
@@ -15,7 +17,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-apt_packages=(protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+apt_packages=(protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox-static)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -69,3 +71,6 @@ for component in rustfmt clippy; do
   cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 ||
     { echo "hack/install-deps.sh: cargo $component is missing (rustup component add $component)" >&2; exit 1; }
 done
+
+# Python test tools (the Marathon client) in a virtual environment under target/.
+bash "$(dirname "$0")/install-python-deps.sh"

@@ -1,10 +1,13 @@
 //! `pacer delete RESOURCE NAME…`, `pacer delete RESOURCE -l SELECTOR|--all` and
 //! `pacer delete -f FILE`: deletes objects and prints `app.pacer.dev "web" deleted`, going on
-//! past failures and exiting 1 if any.
+//! past failures and exiting 1 if any. Like kubectl, it then waits (`--wait`, default on) until
+//! the objects are really gone: an App stays while its finalizer stops its instances.
+
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use pacer_client::{
-    DeleteParams, DynamicApi, LabelSelector, ListParams, PropagationPolicy, ResourceInfo,
+    DeleteParams, Deleted, DynamicApi, LabelSelector, ListParams, PropagationPolicy, ResourceInfo,
 };
 
 use crate::apply::{DryRun, api_for, target_namespace};
@@ -35,6 +38,12 @@ pub(crate) struct DeleteArgs {
     /// `server`: ask the server to check the delete without doing it; `client`: only print.
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
     pub(crate) dry_run: DryRun,
+    /// Wait until the objects are gone (finalizers done) before returning.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) wait: bool,
+    /// How long `--wait` waits (e.g. 90s, 5m); 0 waits forever.
+    #[arg(long, default_value = "5m", value_parser = crate::node::parse_duration)]
+    pub(crate) timeout: Duration,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
 }
@@ -98,10 +107,15 @@ pub(crate) async fn run(args: DeleteArgs) -> anyhow::Result<Outcome> {
         .dry_run(args.dry_run == DryRun::Server)
         .propagation(PropagationPolicy::Background);
     let mut failed = false;
+    let mut deleting = Vec::new();
     for (api, name) in targets {
         let label = format!("{} {name:?}", api.resource().type_name());
         if args.dry_run != DryRun::Client {
             match api.delete(&name, &params).await {
+                Ok(Deleted::Object(object)) if args.dry_run == DryRun::None => {
+                    let uid = output::str_at(&object, "/metadata/uid").to_owned();
+                    deleting.push((api.clone(), name.clone(), uid, label.clone()));
+                }
                 Ok(_) => {}
                 Err(error) if error.is_not_found() && args.ignore_not_found => continue,
                 Err(error) => {
@@ -113,9 +127,51 @@ pub(crate) async fn run(args: DeleteArgs) -> anyhow::Result<Outcome> {
         }
         println!("{label} deleted{}", args.dry_run.suffix());
     }
+    if args.wait && !wait_until_gone(&deleting, args.timeout).await {
+        failed = true;
+    }
     Ok(if failed {
         Outcome::Failed
     } else {
         Outcome::Success
     })
+}
+
+/// Polls each deleted object until it is gone or replaced by a new one with another uid (its
+/// finalizers have run); reports those still there at the timeout. Returns whether all went.
+async fn wait_until_gone(
+    deleting: &[(DynamicApi, String, String, String)],
+    timeout: Duration,
+) -> bool {
+    let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+    let mut pending: Vec<_> = deleting.iter().collect();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let mut still = Vec::new();
+        for entry in pending {
+            let (api, name, uid, _) = entry;
+            match api.get_opt(name).await {
+                Ok(Some(object)) if output::str_at(&object, "/metadata/uid") == uid => {
+                    still.push(entry)
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    eprintln!("{}", output::render_error(&anyhow::Error::new(error)));
+                    still.push(entry);
+                }
+            }
+        }
+        if still.is_empty() {
+            return true;
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            for (_, _, _, label) in still {
+                eprintln!("error: timed out waiting for {label} to be deleted");
+            }
+            return false;
+        }
+        pending = still;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }

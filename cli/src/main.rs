@@ -1,6 +1,7 @@
 //! `pacer`: the one binary. Only this crate wires the library crates together into
 //! processes (`pacer dev`, and later `server` and `agent`) and hosts the client commands.
 
+mod agent;
 mod apply;
 mod config;
 mod delete;
@@ -12,6 +13,8 @@ mod manifest;
 mod merge;
 mod node;
 mod output;
+mod queue;
+mod rollout;
 mod server;
 mod table;
 
@@ -32,6 +35,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the API server (and, later, the controllers) on an etcd cluster.
     Server(server::ServerArgs),
+    /// Run the node agent (or, with `hollow`, many hollow agents).
+    Agent(agent::AgentArgs),
     /// Create or update objects from manifests (files, directories, `-`).
     Apply(apply::ApplyArgs),
     /// Show what `apply` would change, as a unified diff (exit 1 when something differs).
@@ -45,9 +50,15 @@ enum Command {
     /// Manage the client config file: contexts with server, namespace and token.
     #[command(subcommand)]
     Config(config::ConfigCommand),
-    /// Node commands: register hollow nodes (no agent) for trying placement.
+    /// Node commands: cordon, drain and uncordon nodes; register hollow nodes (no agent).
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// An App's rollouts: version history, undo, rolling restart.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
+    /// The launch queue: reset an App's launch backoff (`pacer get queue` lists it).
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
 }
 
 #[tokio::main]
@@ -62,12 +73,18 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Server(args) => server::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
         Command::Apply(args) => output::finish(apply::run(args).await),
         Command::Diff(args) => output::finish(diff::run(args).await),
+        Command::Get(args) if queue::is_queue(&args.resource) => {
+            output::finish(queue::get(args).await)
+        }
         Command::Get(args) => output::finish(get::run(args).await),
         Command::Describe(args) => output::finish(describe::run(args).await),
         Command::Delete(args) => output::finish(delete::run(args).await),
         Command::Config(command) => output::finish(config::run(command)),
         Command::Node(command) => output::finish(node::run(command).await),
+        Command::Rollout(command) => output::finish(rollout::run(command).await),
+        Command::Queue(command) => output::finish(queue::run(command).await),
     }
 }

@@ -1,6 +1,8 @@
 //! `pacer server`: the control plane on an etcd cluster — the API server and the controllers
-//! (today placement), each controller under its own leader election. Run several replicas
-//! against one etcd for HA: they share nothing but the store.
+//! (deployment, placement, node lifecycle, health), each controller under its own leader
+//! election. Run several replicas against one etcd for HA: they share nothing but the store.
+//! `--no-controllers` makes an API-only replica (as kube-apiserver without a
+//! controller-manager), for scaling the API separately from the controllers.
 //!
 //! Also home of what `pacer dev` and `pacer server` share: binding the listener, serving until
 //! Ctrl-C or SIGTERM.
@@ -22,6 +24,9 @@ pub(crate) struct ServerArgs {
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the API only; run no controllers in this replica.
+    #[arg(long)]
+    no_controllers: bool,
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -33,22 +38,31 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         endpoints = store.endpoints(),
         "pacer server: connected to etcd"
     );
-    serve_api(Arc::new(store), args.listen).await
+    serve_api(Arc::new(store), args.listen, !args.no_controllers).await
 }
 
-/// Serves the API on `listen` over `store`, and runs the controllers (each under its own
-/// leader election) beside it, until Ctrl-C or SIGTERM.
-pub(crate) async fn serve_api(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<()> {
+/// Serves the API on `listen` over `store`, and (with `controllers`) runs the controllers, each
+/// under its own leader election, beside it, until Ctrl-C or SIGTERM.
+pub(crate) async fn serve_api(
+    store: Arc<dyn Store>,
+    listen: SocketAddr,
+    controllers: bool,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let identity = format!("{}:{listen}", std::process::id());
-    let controllers = tokio::spawn(pacer_controllers::run(
-        Arc::clone(&store),
-        identity,
-        shutdown.clone(),
-    ));
+    let controllers = if controllers {
+        tokio::spawn(pacer_controllers::run(
+            Arc::clone(&store),
+            identity,
+            shutdown.clone(),
+        ))
+    } else {
+        tracing::info!("controllers disabled (--no-controllers): serving the API only");
+        tokio::spawn(async { Ok::<(), pacer_controllers::LeaderError>(()) })
+    };
     let state = ApiState::new(store, ApiConfig::default());
     let signal = {
         let shutdown = shutdown.clone();

@@ -1,6 +1,8 @@
 //! The columns of `pacer get` per kind: apps show instances (running/desired), health,
 //! version and age; instances their app, node and phase; nodes readiness and capacity;
 //! deployments their phase and step; events kubectl's LAST SEEN/TYPE/REASON/OBJECT/MESSAGE;
+//! leases their holder and time since the last renewal; app versions their app, revision,
+//! version and kind of change;
 //! any other kind NAME and AGE. `-o wide` adds columns; `-A` puts NAMESPACE first. Cells are
 //! read from the JSON objects, so a field a newer server adds or omits never breaks a table.
 
@@ -27,6 +29,8 @@ pub(crate) fn headers(
         "Deployment" => &["NAME", "PHASE", "STEP", "APPS", "AGE"],
         "Offer" => &["NAME", "NODE", "ROLE", "CPUS", "MEM", "PHASE", "AGE"],
         "Event" => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "Lease" => &["NAME", "HOLDER", "RENEWED", "AGE"],
+        "AppVersion" => &["NAME", "APP", "REVISION", "VERSION", "CHANGE", "AGE"],
         _ => &["NAME", "AGE"],
     });
     if wide {
@@ -158,6 +162,24 @@ pub(crate) fn row(
                     })
                 ),
                 or_dash(&apps),
+                created,
+            ]);
+        }
+        "AppVersion" => {
+            cells.extend([
+                name,
+                or_dash(str_at(object, "/spec/app")),
+                int_at(object, "/spec/revision").unwrap_or(0).to_string(),
+                or_dash(str_at(object, "/spec/version")),
+                or_dash(str_at(object, "/spec/change")),
+                created,
+            ]);
+        }
+        "Lease" => {
+            cells.extend([
+                name,
+                or_none(str_at(object, "/spec/holderIdentity")),
+                age(str_at(object, "/spec/renewTime"), now),
                 created,
             ]);
         }
