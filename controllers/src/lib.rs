@@ -13,6 +13,8 @@
 //! - [`health`]: the health controller — instances whose agent-run health checks failed
 //!   `maxConsecutiveFailures` times outside their grace period are decommissioned (and so
 //!   replaced), with an `Unhealthy` Event.
+//! - [`rounds`]: the wake/resync/deadline/debounce loop of the round-based controllers, their
+//!   injected [`Clock`](rounds::Clock) and the error that stops them.
 //! - [`store_source`]: the store as a source for `pacer-client`'s runtime.
 //! - [`leader`]: runs a controller only while it leads its election.
 //!
@@ -25,6 +27,7 @@ pub mod leader;
 pub mod node_lifecycle;
 pub mod placement;
 pub mod placement_controller;
+pub mod rounds;
 pub mod store_source;
 
 use std::sync::Arc;

@@ -36,8 +36,8 @@ use pacer_schemas::instance::InstancePhase;
 use pacer_schemas::meta::ObjectReference;
 use pacer_schemas::{App, AppSpec, Instance, Node, ObjectMeta, Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
-use pacer_store::{Expect, Leadership, Revision, Store, StoreError, Txn, TxnOutcome};
-use tokio::sync::{Notify, watch};
+use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -45,9 +45,8 @@ use crate::placement::view::is_pending;
 use crate::placement::{
     Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Strategy, Unplaced, place,
 };
-use crate::store_source::{
-    StoreSource, decode_stored, encode_stored, object_revision, registry_key,
-};
+use crate::rounds::{AbortOnDrop, ControllerError, Rounds, batch_limit, commit, encode_at};
+use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/placement/`.
 pub const CONTROLLER_NAME: &str = "placement";
@@ -102,27 +101,7 @@ impl Default for PlacementConfig {
 }
 
 /// Why the placement controller stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum PlacementError {
-    /// A store call failed (other than a lost compare, which is retried).
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// An object could not be encoded for the store.
-    #[error("encode {key}: {source}")]
-    Encode {
-        /// The key being written.
-        key: String,
-        /// The encoder's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A fenced write was refused: this replica no longer leads.
-    #[error("leadership lost: a fenced write was refused")]
-    LostLeadership,
-    /// A cache's watcher ended before the cache was ready.
-    #[error("the {0} cache closed before it was ready")]
-    CacheClosed(&'static str),
-}
+pub type PlacementError = ControllerError;
 
 /// What one round did (for logs and tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,15 +145,6 @@ struct Signal {
     instance_revision: Option<Revision>,
 }
 
-/// Aborts the cache-driving task when the controller stops (or its future is dropped).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// One instance write of a round.
 struct InstanceWrite {
     key: String,
@@ -207,18 +177,18 @@ impl PlacementController {
 
     /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
     /// fencing compare, and a refused fence ends the run with
-    /// [`PlacementError::LostLeadership`]. Other store failures end it too (the caller, e.g.
+    /// [`ControllerError::LostLeadership`]. Other store failures end it too (the caller, e.g.
     /// [`run_elected`](crate::leader::run_elected), retries).
     pub async fn run(
         mut self,
         leadership: Option<Arc<Leadership>>,
         shutdown: CancellationToken,
     ) -> Result<(), PlacementError> {
-        let wake = Arc::new(Notify::new());
+        let mut rounds = Rounds::new(self.config.debounce, self.config.resync);
         let (seen_tx, mut seen) = watch::channel::<Revision>(0);
         let (caches, signals) = self.caches();
         let driver = {
-            let wake = Arc::clone(&wake);
+            let wake = rounds.waker();
             let mut signals = signals;
             AbortOnDrop(tokio::spawn(async move {
                 while let Some(signal) = signals.next().await {
@@ -240,9 +210,9 @@ impl PlacementController {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             ready = async {
-                caches.instances.wait_until_ready().await.map_err(|_| PlacementError::CacheClosed("Instance"))?;
-                caches.nodes.wait_until_ready().await.map_err(|_| PlacementError::CacheClosed("Node"))?;
-                caches.apps.wait_until_ready().await.map_err(|_| PlacementError::CacheClosed("App"))
+                caches.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))?;
+                caches.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
+                caches.apps.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("App"))
             } => ready?,
         }
         tracing::info!(
@@ -252,17 +222,7 @@ impl PlacementController {
             "placement controller started"
         );
         let mut last_written: Revision = 0;
-        let mut next_resync = Instant::now();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = wake.notified() => {}
-                () = tokio::time::sleep_until(next_resync) => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.config.debounce) => {}
-            }
+        while rounds.next(&shutdown).await {
             if last_written > 0 {
                 let synced = tokio::time::timeout(
                     self.config.cache_sync_timeout,
@@ -279,7 +239,7 @@ impl PlacementController {
             let started = std::time::Instant::now();
             let (stats, revision, retry) = self.round(&caches, leadership.as_deref()).await?;
             last_written = last_written.max(revision);
-            next_resync = Instant::now() + self.config.resync;
+            rounds.finished(None);
             if stats.pending > 0 {
                 tracing::info!(
                     pending = stats.pending,
@@ -293,7 +253,7 @@ impl PlacementController {
                 );
             }
             if retry {
-                wake.notify_one();
+                rounds.wake();
             }
         }
         drop(driver);
@@ -431,38 +391,6 @@ impl PlacementController {
         Ok((stats, written.last_revision, written.conflicts > 0))
     }
 
-    /// Most compares (and ops) per transaction under this leadership.
-    fn batch_limit(&self, fenced: bool) -> usize {
-        let limit = self.config.batch_size.clamp(1, MAX_TXN_OPS);
-        if fenced {
-            limit.min(MAX_TXN_OPS - 1)
-        } else {
-            limit
-        }
-    }
-
-    async fn txn(
-        &self,
-        txn: Txn,
-        leadership: Option<&Leadership>,
-    ) -> Result<TxnOutcome, PlacementError> {
-        let compares = txn.compares.clone();
-        let outcome = match leadership {
-            Some(leadership) => leadership.fenced_txn(txn).await?,
-            None => self.store.txn(txn).await?,
-        };
-        if let (Some(_), TxnOutcome::CompareFailed { observed, .. }) = (leadership, &outcome) {
-            // The fencing compare is the last one.
-            let fence_held = leadership
-                .zip(observed.last())
-                .is_some_and(|(leadership, state)| leadership.token().compare().holds(state));
-            if observed.len() > compares.len() && !fence_held {
-                return Err(PlacementError::LostLeadership);
-            }
-        }
-        Ok(outcome)
-    }
-
     /// Writes instance values in batches, each a compare-and-swap per instance; a batch that
     /// loses a compare is retried without the instances that changed.
     async fn write_instances(
@@ -470,7 +398,7 @@ impl PlacementController {
         writes: Vec<InstanceWrite>,
         leadership: Option<&Leadership>,
     ) -> Result<Written, PlacementError> {
-        let limit = self.batch_limit(leadership.is_some());
+        let limit = batch_limit(self.config.batch_size, leadership.is_some());
         let mut written = Written::default();
         let mut batches: Vec<Vec<InstanceWrite>> = Vec::new();
         let mut bytes = 0;
@@ -495,7 +423,7 @@ impl PlacementController {
                         .when(write.key.clone(), Expect::ModRevision(write.expected))
                         .put(write.key.clone(), write.value.clone());
                 }
-                match self.txn(txn, leadership).await? {
+                match commit(self.store.as_ref(), leadership, txn).await? {
                     TxnOutcome::Committed { revision } => {
                         written.last_revision = written.last_revision.max(revision);
                         for write in &batch {
@@ -566,7 +494,7 @@ impl PlacementController {
                 None => true,
             })
             .collect();
-        let limit = self.batch_limit(leadership.is_some());
+        let limit = batch_limit(self.config.batch_size, leadership.is_some());
         let mut count = 0;
         for chunk in due.chunks(limit) {
             let mut txn = Txn::new();
@@ -598,10 +526,7 @@ impl PlacementController {
                     }
                     None => (Expect::Absent, new_event(instance, message, now)),
                 };
-                let value = encode_stored(&event).map_err(|source| PlacementError::Encode {
-                    key: key.clone(),
-                    source,
-                })?;
+                let value = encode_at(&key, &event)?;
                 txn = txn.when(key.clone(), expect).put(key.clone(), value);
                 keys.push(&unplaced.instance);
                 tracing::info!(
@@ -614,7 +539,7 @@ impl PlacementController {
             if keys.is_empty() {
                 continue;
             }
-            match self.txn(txn, leadership).await? {
+            match commit(self.store.as_ref(), leadership, txn).await? {
                 TxnOutcome::Committed { .. } => {
                     count += keys.len();
                     let at = Instant::now();
@@ -713,10 +638,7 @@ fn write_of(
         );
         annotations.insert(LEADER_ANNOTATION.to_owned(), token.key.clone());
     }
-    let value = encode_stored(&updated).map_err(|source| PlacementError::Encode {
-        key: key.clone(),
-        source,
-    })?;
+    let value = encode_at(&key, &updated)?;
     Ok(InstanceWrite {
         instance: instance_key(instance),
         app: instance.spec.app.clone(),

@@ -31,18 +31,14 @@ use pacer_schemas::event::{EventSource, EventType};
 use pacer_schemas::instance::InstanceGoal;
 use pacer_schemas::meta::ObjectReference;
 use pacer_schemas::{Instance, ObjectMeta, Resource, Time};
-use pacer_store::{Leadership, Store, StoreError};
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use pacer_store::{Leadership, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use decide::{HEALTH_CHECK_FAILED, UNHEALTHY, Verdict};
 
-use crate::deployment::writes::{KeyWrite, Unit, WriteError, write_units};
-use crate::node_lifecycle::Clock;
-use crate::store_source::{
-    StoreSource, decode_stored, encode_stored, object_revision, registry_key,
-};
+use crate::deployment::writes::{KeyWrite, Unit, write_units};
+use crate::rounds::{AbortOnDrop, Clock, ControllerError, Rounds, encode_at};
+use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/health/`.
 pub const CONTROLLER_NAME: &str = "health";
@@ -73,36 +69,7 @@ impl Default for HealthConfig {
 }
 
 /// Why the health controller stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum HealthError {
-    /// A store call failed (other than a lost compare, which is retried).
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// An object could not be encoded for the store.
-    #[error("encode {key}: {source}")]
-    Encode {
-        /// The key being written.
-        key: String,
-        /// The encoder's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A fenced write was refused: this replica no longer leads.
-    #[error("leadership lost: a fenced write was refused")]
-    LostLeadership,
-    /// The Instance cache's watcher ended before the cache was ready.
-    #[error("the Instance cache closed before it was ready")]
-    CacheClosed,
-}
-
-impl From<WriteError> for HealthError {
-    fn from(error: WriteError) -> Self {
-        match error {
-            WriteError::Store(error) => Self::Store(error),
-            WriteError::LostLeadership => Self::LostLeadership,
-        }
-    }
-}
+pub type HealthError = ControllerError;
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,15 +87,6 @@ pub struct HealthController {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: HealthConfig,
-}
-
-/// Aborts the cache-driving task when the controller stops.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Whether a change of `instance` can change a verdict: it has checks and results.
@@ -150,13 +108,15 @@ impl HealthController {
     }
 
     /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
-    /// fencing compare, and a refused fence ends the run with [`HealthError::LostLeadership`].
+    /// fencing compare, and a refused fence ends the run with
+    /// [`ControllerError::LostLeadership`].
     pub async fn run(
         self,
         leadership: Option<Arc<Leadership>>,
         shutdown: CancellationToken,
     ) -> Result<(), HealthError> {
-        let wake = Arc::new(Notify::new());
+        let mut rounds = Rounds::new(self.config.debounce, self.config.resync)
+            .with_clock(Arc::clone(&self.clock));
         let writer = Writer::<Instance>::new();
         let instances = writer.as_reader();
         let changes = reflector::reflector(
@@ -167,7 +127,7 @@ impl HealthController {
             ),
         );
         let driver = {
-            let wake = Arc::clone(&wake);
+            let wake = rounds.waker();
             AbortOnDrop(tokio::spawn(async move {
                 let mut changes = std::pin::pin!(changes);
                 while let Some(event) = changes.next().await {
@@ -183,34 +143,16 @@ impl HealthController {
         };
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            ready = instances.wait_until_ready() => ready.map_err(|_| HealthError::CacheClosed)?,
+            ready = instances.wait_until_ready() => ready.map_err(|_| ControllerError::CacheClosed("Instance"))?,
         }
         tracing::info!(
             instances = instances.len(),
             fenced = leadership.is_some(),
             "health controller started"
         );
-        let mut next_deadline: Option<Time> = None;
-        let mut next_resync = Instant::now();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = wake.notified() => {}
-                () = tokio::time::sleep_until(next_resync) => {}
-                () = async {
-                    match next_deadline {
-                        Some(deadline) => self.clock.sleep_until(deadline).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.config.debounce) => {}
-            }
+        while rounds.next(&shutdown).await {
             let (stats, deadline) = self.round(&instances, leadership.as_deref()).await?;
-            next_deadline = deadline;
-            next_resync = Instant::now() + self.config.resync;
+            rounds.finished(deadline);
             if stats.killed + stats.conflicts > 0 {
                 tracing::info!(
                     killed = stats.killed,
@@ -219,7 +161,7 @@ impl HealthController {
                 );
             }
             if stats.conflicts > 0 {
-                wake.notify_one();
+                rounds.wake();
             }
         }
         drop(driver);
@@ -315,12 +257,12 @@ impl HealthController {
                 KeyWrite::update(
                     event_key.clone(),
                     kv.mod_revision,
-                    encode(&event_key, &record)?,
+                    encode_at(&event_key, &record)?,
                 )
             }
             None => KeyWrite::create(
                 event_key.clone(),
-                encode(&event_key, &new_event(instance, &event_name, message, now))?,
+                encode_at(&event_key, &new_event(instance, &event_name, message, now))?,
             ),
         };
         Ok(Unit::new(
@@ -329,19 +271,12 @@ impl HealthController {
                 KeyWrite::update(
                     instance_key.clone(),
                     object_revision(instance).unwrap_or(0),
-                    encode(&instance_key, &updated)?,
+                    encode_at(&instance_key, &updated)?,
                 ),
                 event_write,
             ],
         ))
     }
-}
-
-fn encode<K: Resource>(key: &str, object: &K) -> Result<Vec<u8>, HealthError> {
-    encode_stored(object).map_err(|source| HealthError::Encode {
-        key: key.to_owned(),
-        source,
-    })
 }
 
 /// A first `Unhealthy` Event about `instance`, as the API server would store it.

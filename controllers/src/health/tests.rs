@@ -10,7 +10,7 @@ use pacer_store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::node_lifecycle::ManualClock;
+use crate::rounds::ManualClock;
 
 const T0: i64 = 1_800_000_000;
 

@@ -29,7 +29,6 @@
 //! then or until a relevant change arrives — no polling. Lease renewals of reachable nodes do
 //! not wake it: they only move a deadline that the next wake-up re-reads.
 
-pub mod clock;
 pub mod decide;
 
 #[cfg(test)]
@@ -48,17 +47,15 @@ use pacer_schemas::lease::NODE_LEASE_NAMESPACE;
 use pacer_schemas::meta::ObjectReference;
 use pacer_schemas::{Instance, Lease, Node, ObjectMeta, Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
-use pacer_store::{Expect, Leadership, Revision, Store, StoreError, Txn, TxnOutcome};
-use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
+use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{AGENTLESS_ANNOTATION, Reachability};
 
-use crate::store_source::{
-    StoreSource, decode_stored, encode_stored, object_revision, registry_key,
-};
+use crate::rounds::{AbortOnDrop, ControllerError, Rounds, batch_limit, commit, encode_at};
+pub use crate::rounds::{Clock, ManualClock, SystemClock};
+use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/node-lifecycle/`.
 pub const CONTROLLER_NAME: &str = "node-lifecycle";
@@ -106,27 +103,7 @@ impl Default for NodeLifecycleConfig {
 }
 
 /// Why the node lifecycle controller stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeLifecycleError {
-    /// A store call failed (other than a lost compare, which is retried).
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// An object could not be encoded for the store.
-    #[error("encode {key}: {source}")]
-    Encode {
-        /// The key being written.
-        key: String,
-        /// The encoder's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A fenced write was refused: this replica no longer leads.
-    #[error("leadership lost: a fenced write was refused")]
-    LostLeadership,
-    /// A cache's watcher ended before the cache was ready.
-    #[error("the {0} cache closed before it was ready")]
-    CacheClosed(&'static str),
-}
+pub type NodeLifecycleError = ControllerError;
 
 /// What one round did (for logs and tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -177,15 +154,6 @@ type Unreachable = Arc<Mutex<HashSet<String>>>;
 struct Seen {
     nodes: Revision,
     instances: Revision,
-}
-
-/// Aborts the cache-driving task when the controller stops (or its future is dropped).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// One store write with its compare.
@@ -242,19 +210,20 @@ impl NodeLifecycleController {
 
     /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
     /// fencing compare, and a refused fence ends the run with
-    /// [`NodeLifecycleError::LostLeadership`]; other store failures end it too (the caller,
+    /// [`ControllerError::LostLeadership`]; other store failures end it too (the caller,
     /// e.g. [`run_elected`](crate::leader::run_elected), retries).
     pub async fn run(
         self,
         leadership: Option<Arc<Leadership>>,
         shutdown: CancellationToken,
     ) -> Result<(), NodeLifecycleError> {
-        let wake = Arc::new(Notify::new());
+        let mut rounds = Rounds::new(self.config.debounce, self.config.resync)
+            .with_clock(Arc::clone(&self.clock));
         let unreachable: Unreachable = Arc::default();
         let (seen_tx, mut seen) = watch::channel(Seen::default());
         let (caches, changes) = self.caches();
         let driver = {
-            let wake = Arc::clone(&wake);
+            let wake = rounds.waker();
             let unreachable = Arc::clone(&unreachable);
             let mut changes = changes;
             AbortOnDrop(tokio::spawn(async move {
@@ -307,9 +276,9 @@ impl NodeLifecycleController {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             ready = async {
-                caches.nodes.wait_until_ready().await.map_err(|_| NodeLifecycleError::CacheClosed("Node"))?;
-                caches.leases.wait_until_ready().await.map_err(|_| NodeLifecycleError::CacheClosed("Lease"))?;
-                caches.instances.wait_until_ready().await.map_err(|_| NodeLifecycleError::CacheClosed("Instance"))
+                caches.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
+                caches.leases.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Lease"))?;
+                caches.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))
             } => ready?,
         }
         tracing::info!(
@@ -320,24 +289,7 @@ impl NodeLifecycleController {
             "node lifecycle controller started"
         );
         let mut written = Seen::default();
-        let mut next_deadline: Option<Time> = None;
-        let mut next_resync = Instant::now();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = wake.notified() => {}
-                () = tokio::time::sleep_until(next_resync) => {}
-                () = async {
-                    match next_deadline {
-                        Some(deadline) => self.clock.sleep_until(deadline).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.config.debounce) => {}
-            }
+        while rounds.next(&shutdown).await {
             if written != Seen::default() {
                 let synced = tokio::time::timeout(
                     self.config.cache_sync_timeout,
@@ -359,8 +311,8 @@ impl NodeLifecycleController {
                 .await?;
             written.nodes = written.nodes.max(round.written.nodes);
             written.instances = written.instances.max(round.written.instances);
-            next_deadline = round.next_deadline;
-            next_resync = Instant::now() + self.config.resync;
+            let next_deadline = round.next_deadline;
+            rounds.finished(next_deadline);
             let stats = round.stats;
             if stats.node_writes + stats.instance_writes + stats.conflicts > 0 {
                 tracing::info!(
@@ -373,7 +325,7 @@ impl NodeLifecycleController {
                 );
             }
             if stats.conflicts > 0 {
-                wake.notify_one();
+                rounds.wake();
             }
         }
         drop(driver);
@@ -566,51 +518,17 @@ impl NodeLifecycleController {
             what: format!("node/{name}"),
             writes: vec![
                 Write {
-                    value: encode(&node_key, updated)?,
+                    value: encode_at(&node_key, updated)?,
                     expect: Expect::ModRevision(object_revision(node).unwrap_or(0)),
                     key: node_key,
                 },
                 Write {
-                    value: encode(&event_key, &record)?,
+                    value: encode_at(&event_key, &record)?,
                     expect,
                     key: event_key,
                 },
             ],
         })
-    }
-
-    /// Most compares per transaction under this leadership.
-    fn batch_limit(&self, fenced: bool) -> usize {
-        let limit = self.config.batch_size.clamp(1, MAX_TXN_OPS);
-        if fenced {
-            limit.min(MAX_TXN_OPS - 1)
-        } else {
-            limit
-        }
-    }
-
-    async fn txn(
-        &self,
-        txn: Txn,
-        leadership: Option<&Leadership>,
-    ) -> Result<TxnOutcome, NodeLifecycleError> {
-        let compares = txn.compares.len();
-        let outcome = match leadership {
-            Some(leadership) => leadership.fenced_txn(txn).await?,
-            None => self.store.txn(txn).await?,
-        };
-        if let (Some(leadership), TxnOutcome::CompareFailed { observed, .. }) =
-            (leadership, &outcome)
-        {
-            // The fencing compare is the last one.
-            let fence_held = observed
-                .last()
-                .is_some_and(|state| leadership.token().compare().holds(state));
-            if observed.len() > compares && !fence_held {
-                return Err(NodeLifecycleError::LostLeadership);
-            }
-        }
-        Ok(outcome)
     }
 
     /// Writes the groups in batches; a batch that loses a compare is retried without the
@@ -620,7 +538,7 @@ impl NodeLifecycleController {
         groups: Vec<Group>,
         leadership: Option<&Leadership>,
     ) -> Result<Written, NodeLifecycleError> {
-        let limit = self.batch_limit(leadership.is_some());
+        let limit = batch_limit(self.config.batch_size, leadership.is_some());
         let mut written = Written::default();
         let mut batches: Vec<Vec<Group>> = Vec::new();
         let (mut ops, mut bytes) = (0, 0);
@@ -647,7 +565,7 @@ impl NodeLifecycleController {
                         .when(write.key.clone(), write.expect)
                         .put(write.key.clone(), write.value.clone());
                 }
-                match self.txn(txn, leadership).await? {
+                match commit(self.store.as_ref(), leadership, txn).await? {
                     TxnOutcome::Committed { revision } => {
                         for group in &batch {
                             match group.kind {
@@ -754,13 +672,6 @@ impl ForEachChange for watcher::Event<Change> {
     }
 }
 
-fn encode<K: Resource>(key: &str, object: &K) -> Result<Vec<u8>, NodeLifecycleError> {
-    encode_stored(object).map_err(|source| NodeLifecycleError::Encode {
-        key: key.to_owned(),
-        source,
-    })
-}
-
 /// The write of `updated` over `instance`, compared on `instance`'s revision.
 fn instance_group(instance: &Instance, updated: &Instance) -> Result<Group, NodeLifecycleError> {
     let namespace = instance.metadata.namespace_str();
@@ -770,7 +681,7 @@ fn instance_group(instance: &Instance, updated: &Instance) -> Result<Group, Node
         kind: Kind::Instance,
         what: format!("instance/{namespace}/{name}"),
         writes: vec![Write {
-            value: encode(&key, updated)?,
+            value: encode_at(&key, updated)?,
             expect: Expect::ModRevision(object_revision(instance).unwrap_or(0)),
             key,
         }],

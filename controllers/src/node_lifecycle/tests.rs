@@ -9,6 +9,7 @@ use pacer_schemas::instance::{InstanceGoal, InstancePhase};
 use pacer_store::embedded::EmbeddedStore;
 use pacer_store::{Election, ListOptions};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::decide::{
     NODE_LEASE_EXPIRED, NODE_LEASE_RENEWED, NODE_UNREACHABLE, READY, UNREACHABLE_EXPUNGED,
