@@ -15,7 +15,8 @@
 # The api suite runs the real `pacer dev` (target/release/pacer, built here) and opens 1,000
 # watch connections: it raises its soft open-files limit to the hard limit itself, and says so
 # if the hard limit (`ulimit -Hn`) is too low. The placement suite runs `pacer dev` too, registers
-# hollow nodes with `pacer node register-hollow` and times 10,000 Instances from create to bound.
+# hollow nodes with `pacer node register-hollow` and times 100 Apps × 100 instances from the Apps' POSTs
+# until the deployment controller has created and placement has bound all 10,000 Instances.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -50,6 +50,16 @@ pub struct ServerInfo {
 impl DevServer {
     /// Starts `binary dev` on a free port and waits until it answers `GET /healthz`.
     pub async fn start(binary: &Path, client: &reqwest::Client) -> Result<Self> {
+        Self::start_with_args(binary, client, &[]).await
+    }
+
+    /// As [`start`](Self::start), with `extra_args` after `dev --listen … --data-dir …` (the
+    /// placement suite passes `--no-agent`).
+    pub async fn start_with_args(
+        binary: &Path,
+        client: &reqwest::Client,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         if !binary.is_file() {
             bail!(
                 "{} does not exist: build it with `cargo build --release -p pacer` \
@@ -69,6 +79,7 @@ impl DevServer {
         let child = Command::new(binary)
             .args(["dev", "--listen", &address, "--data-dir"])
             .arg(dir.path().join("data"))
+            .args(extra_args)
             .env("PACER_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

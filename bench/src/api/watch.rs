@@ -8,8 +8,13 @@
 //! every measured update. The watchers connect with the `resourceVersion` of the App's creation,
 //! so none can miss an update; a few unmeasured warm-up updates, which every watcher must see
 //! before the measured ones start, prove that every watch is established and live.
+//!
+//! Other writers may change the App too (`pacer dev`'s controllers write its status and
+//! finalizers): an event carrying a sequence number a watcher has already seen, under a new
+//! `resourceVersion`, is such a change and is not counted; the same `resourceVersion` twice is
+//! a duplicate delivery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -416,6 +421,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let mut deliveries = Vec::new();
+    let mut updates = SeenUpdates::default();
     let mut buffer: Vec<u8> = Vec::new();
     loop {
         let chunk = tokio::select! {
@@ -435,9 +441,8 @@ where
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if let Some(seq) = frame_seq(line)? {
-                deliveries.push((seq, received));
-                probe.progress.fetch_add(1, Ordering::Relaxed);
+            if let Some((seq, version)) = frame_seq(line)? {
+                updates.record(seq, version, received, &mut deliveries, &probe);
             }
         }
         buffer.drain(..consumed);
@@ -447,6 +452,7 @@ where
 /// Reads the raw store watch until told to stop.
 async fn read_store(mut stream: pacer_store::WatchStream, mut probe: Probe) -> Result<Deliveries> {
     let mut deliveries = Vec::new();
+    let mut updates = SeenUpdates::default();
     loop {
         let event = tokio::select! {
             _ = probe.stop.wait_for(|stop| *stop) => return Ok(deliveries),
@@ -459,8 +465,8 @@ async fn read_store(mut stream: pacer_store::WatchStream, mut probe: Probe) -> R
         let object: FrameObject =
             serde_json::from_slice(&event.kv.value).context("decode a watched value")?;
         if let Some(seq) = object.seq()? {
-            deliveries.push((seq, received));
-            probe.progress.fetch_add(1, Ordering::Relaxed);
+            let version = event.kv.mod_revision.to_string();
+            updates.record(seq, version, received, &mut deliveries, &probe);
         }
     }
 }
@@ -485,6 +491,39 @@ struct FrameObject {
 struct FrameMeta {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: String,
+}
+
+/// What one watcher has received: the updates' sequence numbers and the object versions.
+#[derive(Default)]
+struct SeenUpdates {
+    seqs: HashSet<u64>,
+    versions: HashSet<String>,
+}
+
+impl SeenUpdates {
+    /// Logs the receipt of `seq` in an event of the object at `version`: the first event with
+    /// a sequence number is its delivery, the same `version` again a duplicate delivery (logged
+    /// again, so that it is counted), and a new `version` with a known sequence number another
+    /// writer's change (ignored).
+    fn record(
+        &mut self,
+        seq: u64,
+        version: String,
+        received: u64,
+        deliveries: &mut Deliveries,
+        probe: &Probe,
+    ) {
+        let new_version = self.versions.insert(version);
+        let new_seq = self.seqs.insert(seq);
+        if new_seq || !new_version {
+            deliveries.push((seq, received));
+        }
+        if new_seq {
+            probe.progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl FrameObject {
@@ -498,8 +537,9 @@ impl FrameObject {
     }
 }
 
-/// The sequence number of an ADDED or MODIFIED frame; ERROR frames fail the watcher.
-fn frame_seq(line: &[u8]) -> Result<Option<u64>> {
+/// The sequence number and object `resourceVersion` of an ADDED or MODIFIED frame; ERROR
+/// frames fail the watcher.
+fn frame_seq(line: &[u8]) -> Result<Option<(u64, String)>> {
     let frame: Frame = serde_json::from_slice(line).with_context(|| {
         format!(
             "decode a watch frame: {}",
@@ -507,7 +547,10 @@ fn frame_seq(line: &[u8]) -> Result<Option<u64>> {
         )
     })?;
     match frame.kind.as_str() {
-        "ADDED" | "MODIFIED" => frame.object.seq(),
+        "ADDED" | "MODIFIED" => Ok(frame
+            .object
+            .seq()?
+            .map(|seq| (seq, frame.object.metadata.resource_version))),
         "DELETED" | "BOOKMARK" => Ok(None),
         "ERROR" => bail!(
             "the server sent an ERROR frame: {}",
@@ -606,8 +649,8 @@ mod tests {
 
     #[test]
     fn reads_frames() -> Result<()> {
-        let modified = br#"{"type":"MODIFIED","object":{"kind":"App","metadata":{"name":"w","annotations":{"bench.pacer.dev/seq":"42"}},"spec":{}}}"#;
-        assert_eq!(frame_seq(modified)?, Some(42));
+        let modified = br#"{"type":"MODIFIED","object":{"kind":"App","metadata":{"name":"w","resourceVersion":"7","annotations":{"bench.pacer.dev/seq":"42"}},"spec":{}}}"#;
+        assert_eq!(frame_seq(modified)?, Some((42, "7".to_owned())));
         let added = br#"{"type":"ADDED","object":{"metadata":{"name":"w"}}}"#;
         assert_eq!(frame_seq(added)?, None);
         let bookmark = br#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#;
@@ -617,5 +660,26 @@ mod tests {
         let failed = frame_seq(error).err().context("an ERROR frame fails")?;
         assert!(format!("{failed:#}").contains("too old"));
         Ok(())
+    }
+
+    #[test]
+    fn another_writers_change_is_not_a_delivery_and_a_repeat_is_a_duplicate() {
+        let (_stop, stop) = watch::channel(false);
+        let probe = Probe {
+            clock: Clock::start(Phases {
+                warmup: Duration::ZERO,
+                measure: Duration::ZERO,
+            }),
+            progress: Arc::new(AtomicU64::new(0)),
+            stop,
+        };
+        let mut seen = SeenUpdates::default();
+        let mut deliveries = Vec::new();
+        for (seq, version) in [(1, "10"), (1, "11"), (2, "12"), (2, "12")] {
+            seen.record(seq, version.to_owned(), 0, &mut deliveries, &probe);
+        }
+        // 1 at 10 delivered; 1 at 11 another writer's; 2 at 12 delivered, then duplicated.
+        assert_eq!(deliveries, [(1, 0), (2, 0), (2, 0)]);
+        assert_eq!(probe.progress.load(Ordering::Relaxed), 2);
     }
 }

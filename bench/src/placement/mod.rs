@@ -1,17 +1,22 @@
-//! `pacer-bench placement`: the placement controller binding 10,000 Instances onto 1,000 hollow
-//! Nodes, beside the raw batched-write throughput of the same store, in one run.
+//! `pacer-bench placement`: time from apply to all bound — 100 Apps (× 100 instances) applied
+//! through the API, their 10,000 Instances created by the deployment controller and bound onto
+//! 1,000 hollow Nodes by the placement controller — beside the raw batched-write throughput of
+//! the same store, in one run.
 //!
-//! The system under test is the real `pacer dev` binary (release build: API server, embedded
-//! store and the placement controller under leader election, in one process), started as the
-//! api suite starts it. 1,000 hollow nodes are registered with the real
-//! `pacer node register-hollow` (spread over 10 racks), then 100 Apps with mixed constraints
-//! (`hostname:UNIQUE` with a host port, `rack:GROUP_BY`, `rack:MAX_PER:20`, none). The
-//! deployment controller does not exist yet, so the benchmark creates the Apps' 10,000 pending
-//! Instances itself with concurrent POSTs, as the placement e2e test does; an HTTP watch on
-//! Instances opened beforehand sees each one get its node. Measured: from the first POST (T0)
-//! to the moment the watch has shown every Instance with a node, and from the last POST's
-//! reply to that moment; placements/s; the `pacer dev` process's CPU time over that span
-//! (utime + stime from `/proc/<pid>/stat`) and its peak RSS (`VmHWM`).
+//! The system under test is the real `pacer dev --no-agent` binary (release build: API server,
+//! embedded store and the controllers, each under leader election, in one process; no local
+//! agent, so nothing but the controllers writes), started as the api suite starts it. 1,000
+//! hollow nodes are registered with the real `pacer node register-hollow` (spread over 10
+//! racks); they have no agent, so bound Instances stay `Staging`, which is all placement needs.
+//! An HTTP watch on Instances is opened from the current revision, then the benchmark POSTs the
+//! 100 Apps with mixed constraints (`hostname:UNIQUE` with a host port, `rack:GROUP_BY`,
+//! `rack:MAX_PER:20`, none) and does nothing else: the deployment controller turns each App
+//! into a version, a Deployment and 100 Instances (batched fenced transactions), and the
+//! placement controller binds them. From the watch: when each Instance was first seen (created)
+//! and first seen with a node (bound), so creation and binding are reported apart. Measured
+//! from the first App POST (T0): to the 10,000th Instance created, and to all 10,000 bound (the
+//! figure); placements/s; the `pacer dev` process's CPU time over that span (utime + stime from
+//! `/proc/<pid>/stat`, also up to the 10,000th creation) and its peak RSS (`VmHWM`).
 //!
 //! The baseline is the raw store: `pacer_store::embedded::EmbeddedStore` in a temporary
 //! directory in this process, writing 10,000 values the size of a bound Instance (the stored
@@ -69,7 +74,7 @@ pub struct PlacementArgs {
     /// Instances per App.
     #[arg(long, default_value_t = 100)]
     instances_per_app: usize,
-    /// Concurrent POSTs creating the Instances (and the Apps).
+    /// Concurrent POSTs creating the Apps.
     #[arg(long, default_value_t = 32)]
     create_concurrency: usize,
     /// Give up waiting for every Instance to be bound after this many seconds.
@@ -178,32 +183,6 @@ impl Http {
         );
         serde_json::from_slice(&body).context("decode a GET reply")
     }
-}
-
-/// A pending Instance of `app` (as returned by its POST), owned by it, as the placement e2e
-/// test builds them.
-fn instance_manifest(app: &Value, name: &str) -> Value {
-    json!({
-        "apiVersion": "pacer.dev/v1",
-        "kind": "Instance",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": {"pacer.dev/app": app["metadata"]["name"], "bench": "placement"},
-            "ownerReferences": [{
-                "apiVersion": "pacer.dev/v1",
-                "kind": "App",
-                "name": app["metadata"]["name"],
-                "uid": app["metadata"]["uid"],
-                "controller": true,
-            }],
-        },
-        "spec": {
-            "app": app["metadata"]["name"],
-            "appVersion": "2024-05-01T10:00:00Z",
-            "template": app["spec"],
-        },
-    })
 }
 
 /// CPU time and memory of a process, from `/proc`.
@@ -315,22 +294,37 @@ struct FrameCondition {
     message: Option<String>,
 }
 
-/// What the watch saw.
+/// What the watch saw; times are from T0.
 #[derive(Debug, Default)]
 struct Seen {
+    /// When each Instance was first seen: its creation.
+    created_at: HashMap<String, Duration>,
     /// Instance → (app, node), for bound ones.
     bound: HashMap<String, (String, String)>,
-    /// When each was first seen bound, from T0.
+    /// When each was first seen bound.
     bound_at: HashMap<String, Duration>,
     /// Instances last seen with `Scheduled=False`, and a message.
     unschedulable: BTreeMap<String, String>,
+    /// Instances seen deleted (none are expected).
+    deleted: usize,
+    /// When the watch first held as many created Instances as expected, and `pacer dev`'s CPU
+    /// time and memory then (if `/proc` could be read).
+    all_created: Option<(Instant, Option<ProcSample>)>,
+}
+
+/// The process whose CPU time and memory the watch samples when the last Instance is created.
+struct Probe {
+    pid: String,
+    ticks: f64,
 }
 
 /// Reads the Instances watch until `expected` are bound; returns when the last one was seen.
+/// Records when each Instance was first seen (created) and first seen with a node (bound).
 async fn follow(
     response: reqwest::Response,
     expected: usize,
-    t0: Arc<Mutex<Option<Instant>>>,
+    t0: Instant,
+    probe: Probe,
     seen: Arc<Mutex<Seen>>,
 ) -> Result<Instant> {
     let mut body = response.bytes_stream();
@@ -341,10 +335,10 @@ async fn follow(
             None => bail!("the server ended the Instances watch early"),
         };
         let received = Instant::now();
+        let at = received.duration_since(t0);
         buffer.extend_from_slice(&chunk);
         let mut consumed = 0;
         let mut seen = seen.lock().await;
-        let origin = *t0.lock().await;
         while let Some(end) = buffer[consumed..].iter().position(|&byte| byte == b'\n') {
             let line = &buffer[consumed..consumed + end];
             consumed += end + 1;
@@ -354,6 +348,11 @@ async fn follow(
             let frame: Frame = serde_json::from_slice(line).context("decode a watch frame")?;
             match frame.kind.as_str() {
                 "ADDED" | "MODIFIED" => {}
+                "DELETED" => {
+                    seen.deleted += 1;
+                    seen.unschedulable.remove(&frame.object.metadata.name);
+                    continue;
+                }
                 "ERROR" => bail!(
                     "the Instances watch failed: {}",
                     frame.object.message.unwrap_or_default()
@@ -362,10 +361,10 @@ async fn follow(
             }
             let object = frame.object;
             let name = object.metadata.name;
+            seen.created_at.entry(name.clone()).or_insert(at);
             if let Some(node) = object.spec.node_name {
                 seen.unschedulable.remove(&name);
                 if !seen.bound.contains_key(&name) {
-                    let at = origin.map_or(Duration::ZERO, |t0| received.duration_since(t0));
                     seen.bound_at.insert(name.clone(), at);
                     seen.bound.insert(name, (object.spec.app, node));
                 }
@@ -380,6 +379,10 @@ async fn follow(
             }
         }
         buffer.drain(..consumed);
+        if seen.all_created.is_none() && seen.created_at.len() >= expected {
+            let usage = proc_sample(&probe.pid, probe.ticks).ok();
+            seen.all_created = Some((received, usage));
+        }
         if seen.bound.len() >= expected {
             return Ok(received);
         }
@@ -408,7 +411,8 @@ pub async fn run(args: PlacementArgs) -> Result<()> {
         .context("build the HTTP client")?;
     let binary = dev::locate_binary(args.pacer_bin.clone())?;
     eprintln!("starting {} dev", binary.display());
-    let server = dev::DevServer::start(&binary, &client).await?;
+    // No local agent: hollow nodes only, and nothing but the controllers writes Instances.
+    let server = dev::DevServer::start_with_args(&binary, &client, &["--no-agent"]).await?;
     let http = Http {
         client,
         base_url: server.base_url.clone(),
@@ -428,7 +432,7 @@ pub async fn run(args: PlacementArgs) -> Result<()> {
     let targets = report::check_targets(&placement, &baseline);
     let report = Report {
         benchmark: "placement",
-        schema_version: 1,
+        schema_version: 2,
         started_at: started.rfc3339(),
         finished_at: UtcTime::now().rfc3339(),
         machine,
@@ -459,8 +463,9 @@ pub async fn run(args: PlacementArgs) -> Result<()> {
     Ok(())
 }
 
-/// Registers the nodes, creates the Apps and then their Instances, and waits for every one to
-/// be bound. Returns the figures and the stored form of one bound Instance.
+/// Registers the nodes, opens the Instances watch, applies the Apps (T0) and waits until the
+/// controllers have created and bound every Instance. Returns the figures and the stored form
+/// of one bound Instance.
 async fn place(
     http: &Http,
     server: &dev::DevServer,
@@ -520,34 +525,7 @@ async fn place(
         })
         .collect();
 
-    // Apps.
-    let began = Instant::now();
-    let apps: Vec<(Mix, Value)> = futures::stream::iter(0..args.apps)
-        .map(|index| async move {
-            let mix = Mix::of(index);
-            let name = format!("bench-{index:03}");
-            let app = json!({
-                "apiVersion": "pacer.dev/v1",
-                "kind": "App",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"bench": "placement"}},
-                "spec": mix.spec(args.instances_per_app),
-            });
-            Ok::<_, anyhow::Error>((mix, http.post("apps", &app).await?))
-        })
-        .buffer_unordered(args.create_concurrency.max(1))
-        .try_collect()
-        .await?;
-    eprintln!(
-        "created {} apps in {:.1}s",
-        apps.len(),
-        began.elapsed().as_secs_f64()
-    );
-    let mix_of: HashMap<String, Mix> = apps
-        .iter()
-        .filter_map(|(mix, app)| Some((app["metadata"]["name"].as_str()?.to_owned(), *mix)))
-        .collect();
-
-    // The watch, from the current revision, before any Instance exists.
+    // The watch, from the current revision, before any App or Instance exists.
     let list = http
         .get(&format!("{}?limit=1", http.collection("instances")))
         .await?;
@@ -570,43 +548,48 @@ async fn place(
         response.status()
     );
     let total = args.apps * args.instances_per_app;
-    let t0_cell = Arc::new(Mutex::new(None));
     let seen = Arc::new(Mutex::new(Seen::default()));
+
+    // T0: apply the Apps. The benchmark does nothing else: the deployment controller creates
+    // the Instances, the placement controller binds them.
+    let before = proc_sample(&pid, ticks)?;
+    let me_before = proc_sample("self", ticks)?;
+    let t0 = Instant::now();
     let mut watcher = tokio::spawn(follow(
         response,
         total,
-        Arc::clone(&t0_cell),
+        t0,
+        Probe {
+            pid: pid.clone(),
+            ticks,
+        },
         Arc::clone(&seen),
     ));
-
-    // T0: the Instances.
-    let before = proc_sample(&pid, ticks)?;
-    let me_before = proc_sample("self", ticks)?;
-    eprint!("creating {total} instances ");
-    let manifests: Vec<Value> = apps
-        .iter()
-        .flat_map(|(_, app)| {
-            let name = app["metadata"]["name"].as_str().unwrap_or_default();
-            (1..=args.instances_per_app)
-                .map(move |index| instance_manifest(app, &format!("{name}.{index}")))
-        })
-        .collect();
-    let t0 = Instant::now();
-    *t0_cell.lock().await = Some(t0);
-    let created_at: Vec<(String, Duration)> = futures::stream::iter(manifests.iter())
-        .map(|manifest| async move {
-            http.post("instances", manifest).await?;
-            let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
-            Ok::<_, anyhow::Error>((name.to_owned(), t0.elapsed()))
+    eprint!("applying {} apps ", args.apps);
+    let apps: Vec<(Mix, Value)> = futures::stream::iter(0..args.apps)
+        .map(|index| async move {
+            let mix = Mix::of(index);
+            let name = format!("bench-{index:03}");
+            let app = json!({
+                "apiVersion": "pacer.dev/v1",
+                "kind": "App",
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"bench": "placement"}},
+                "spec": mix.spec(args.instances_per_app),
+            });
+            Ok::<_, anyhow::Error>((mix, http.post("apps", &app).await?))
         })
         .buffer_unordered(args.create_concurrency.max(1))
         .try_collect()
         .await?;
-    let created = Instant::now();
+    let apps_posted = t0.elapsed();
     eprint!(
-        "in {:.2}s; waiting for all bound ",
-        created.duration_since(t0).as_secs_f64()
+        "in {:.2}s; waiting for {total} instances created and bound ",
+        apps_posted.as_secs_f64()
     );
+    let mix_of: HashMap<String, Mix> = apps
+        .iter()
+        .filter_map(|(mix, app)| Some((app["metadata"]["name"].as_str()?.to_owned(), *mix)))
+        .collect();
     let deadline = t0 + Duration::from_secs(args.bind_timeout_secs);
     let all_bound = match tokio::time::timeout_at(deadline.into(), &mut watcher).await {
         Ok(joined) => Some(joined.context("the watch task failed")??),
@@ -618,11 +601,19 @@ async fn place(
     let after = proc_sample(&pid, ticks)?;
     let me_after = proc_sample("self", ticks)?;
     let seen = seen.lock().await;
+    let all_created = seen.all_created;
+    let all_created_secs = all_created.map(|(at, _)| at.duration_since(t0).as_secs_f64());
+    let secs = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     match all_bound {
-        Some(at) => eprintln!("in {:.2}s", at.duration_since(t0).as_secs_f64()),
+        Some(at) => eprintln!(
+            "- all created at {}s, all bound at {:.2}s",
+            secs(all_created_secs),
+            at.duration_since(t0).as_secs_f64()
+        ),
         None => eprintln!(
-            "timed out after {}s with {} of {total} bound",
+            "- timed out after {}s with {} of {total} created, {} bound",
             args.bind_timeout_secs,
+            seen.created_at.len(),
             seen.bound.len()
         ),
     }
@@ -643,23 +634,35 @@ async fn place(
     let sample_instance = serde_json::to_vec(&object).context("encode an Instance")?;
 
     let constraints = check_constraints(&seen, &mix_of, &rack_of, args);
-    let end = all_bound.unwrap_or(after_time(t0, args.bind_timeout_secs));
-    let mut bound_at: Vec<Duration> = seen.bound_at.values().copied().collect();
-    bound_at.sort_unstable();
-    let mut created_sorted: Vec<Duration> = created_at.iter().map(|(_, at)| *at).collect();
-    created_sorted.sort_unstable();
-    // Each Instance's wait for its node: from its POST's reply to the watch showing it bound.
-    let mut lags: Vec<Duration> = created_at
+    let end = all_bound.unwrap_or(t0 + Duration::from_secs(args.bind_timeout_secs));
+    let apply_to_all = end.duration_since(t0);
+    let sorted = |times: &HashMap<String, Duration>| {
+        let mut sorted: Vec<Duration> = times.values().copied().collect();
+        sorted.sort_unstable();
+        sorted
+    };
+    let created_at = sorted(&seen.created_at);
+    let bound_at = sorted(&seen.bound_at);
+    // Each Instance's wait for its node: from the watch showing it created to showing it bound.
+    let mut lags: Vec<Duration> = seen
+        .bound_at
         .iter()
-        .filter_map(|(name, created)| Some(seen.bound_at.get(name)?.saturating_sub(*created)))
+        .filter_map(|(name, bound)| Some(bound.saturating_sub(*seen.created_at.get(name)?)))
         .collect();
     lags.sort_unstable();
-    let apply_to_all = end.duration_since(t0);
+    let creation_span = all_created.map_or(apply_to_all, |(at, _)| at.duration_since(t0));
+    let quartiles = |sorted: &[Duration]| {
+        [0.25, 0.5, 0.75].map(|quantile| quantile_secs(sorted, quantile).unwrap_or(f64::NAN))
+    };
     let placement = Placement {
         nodes: args.nodes,
         nodes_registration_secs: nodes_secs,
         apps: args.apps,
         instances: total,
+        app_posts_secs: apps_posted.as_secs_f64(),
+        created: seen.created_at.len(),
+        deleted: seen.deleted,
+        all_created: all_created.is_some(),
         bound: seen.bound.len(),
         all_bound: all_bound.is_some(),
         unschedulable: seen.unschedulable.len(),
@@ -668,34 +671,34 @@ async fn place(
             .iter()
             .next()
             .map(|(name, message)| format!("{name}: {message}")),
-        create_secs: created.duration_since(t0).as_secs_f64(),
-        creates_per_sec: per_sec(total as u64, created.duration_since(t0)),
+        first_created_secs: created_at.first().map(Duration::as_secs_f64),
+        created_quartiles_secs: quartiles(&created_at),
+        all_created_secs,
+        creates_per_sec: per_sec(seen.created_at.len() as u64, creation_span),
         first_bound_secs: bound_at.first().map(Duration::as_secs_f64),
-        bound_quartiles_secs: [0.25, 0.5, 0.75]
-            .map(|quantile| quantile_secs(&bound_at, quantile).unwrap_or(f64::NAN)),
-        created_half_secs: quantile_secs(&created_sorted, 0.5),
+        bound_quartiles_secs: quartiles(&bound_at),
         bind_lag_secs: [0.5, 0.99, 1.0]
             .map(|quantile| quantile_secs(&lags, quantile).unwrap_or(f64::NAN)),
         apply_to_all_bound_secs: apply_to_all.as_secs_f64(),
-        last_create_to_all_bound_secs: end.saturating_duration_since(created).as_secs_f64(),
+        all_created_to_all_bound_secs: all_created
+            .map(|(at, _)| end.saturating_duration_since(at).as_secs_f64()),
         placements_per_sec: per_sec(seen.bound.len() as u64, apply_to_all),
     };
     let span = apply_to_all.as_secs_f64();
     let cpu = after.cpu_secs - before.cpu_secs;
+    let at_all_created = all_created.and_then(|(_, usage)| usage);
     let usage = ProcessUsage {
         pid: pid.parse().unwrap_or(0),
         cpu_secs: cpu,
         cpu_cores: if span > 0.0 { cpu / span } else { 0.0 },
+        cpu_secs_to_all_created: at_all_created.map(|usage| usage.cpu_secs - before.cpu_secs),
         rss_before_bytes: before.rss_bytes,
+        rss_at_all_created_bytes: at_all_created.map(|usage| usage.rss_bytes),
         rss_after_bytes: after.rss_bytes,
         peak_rss_bytes: after.hwm_bytes,
         bench_client_cpu_secs: me_after.cpu_secs - me_before.cpu_secs,
     };
     Ok((placement, usage, constraints, sample_instance))
-}
-
-fn after_time(t0: Instant, secs: u64) -> Instant {
-    t0 + Duration::from_secs(secs)
 }
 
 /// The `quantile` of sorted durations, in seconds.
