@@ -1,6 +1,8 @@
 //! End to end: the real `pacer dev` (embedded store, API server) on a free loopback port with a
 //! throwaway data directory, driven by the real `pacer apply/get/diff/delete/describe/config`
-//! binaries, checking their output and exit codes as a user sees them.
+//! binaries, checking their output and exit codes as a user sees them. Tests that change Apps
+//! run a fleet of hollow agents, so each App's deployment finishes (a running one locks the
+//! App) and a deleted App's finalizer can stop its instances.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Server, repo_root};
+use support::{HollowFleet, Server, repo_root};
 
 /// `pacer get <args> -o json`, which must succeed, as JSON.
 fn get_json(dev: &Server, args: &[&str]) -> Value {
@@ -27,9 +29,11 @@ const HELLO: &str = "manifests/examples/hello-process.yaml";
 #[test]
 fn apply_get_diff_delete_round_trip() {
     let dev = Server::dev();
+    let _fleet = HollowFleet::start(&dev, 1);
 
     let first = dev.run(&["apply", "-f", HELLO]).success();
     assert_eq!(first.stdout, "app.pacer.dev/hello created\n");
+    dev.rolled_out("default", "hello");
     let created = get_json(&dev, &["app", "hello"]);
     assert_eq!(created["spec"]["instances"], 1);
     assert!(created["metadata"]["uid"].is_string());
@@ -64,6 +68,7 @@ fn apply_get_diff_delete_round_trip() {
     // Applying it keeps what the server owns.
     let configured = dev.run(&["apply", "-f", &changed]).success();
     assert_eq!(configured.stdout, "app.pacer.dev/hello configured\n");
+    dev.rolled_out("default", "hello");
     let updated = get_json(&dev, &["app", "hello"]);
     assert_eq!(updated["spec"]["instances"], 3);
     assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
@@ -137,6 +142,8 @@ fn apply_get_diff_delete_round_trip() {
 #[test]
 fn multi_document_apply_directory_and_prune() {
     let dev = Server::dev();
+    // db asks for a node of its own (UNIQUE hostname) beside the others.
+    let _fleet = HollowFleet::start(&dev, 3);
     let shop = dev
         .run(&["apply", "-f", "manifests/examples/shop.yaml"])
         .success();
@@ -148,6 +155,10 @@ fn multi_document_apply_directory_and_prune() {
         .run(&["get", "apps", "-n", "shop", "-o", "name"])
         .success();
     assert_eq!(names.stdout.lines().count(), 3, "{}", names.stdout);
+    // A running deployment locks its App, even against a delete.
+    for app in ["db", "api", "web"] {
+        dev.rolled_out("shop", app);
+    }
 
     // Only db and api remain in the manifests: web is pruned, nothing else is touched.
     let text = std::fs::read_to_string(repo_root().join("manifests/examples/shop.yaml")).unwrap();
@@ -167,10 +178,13 @@ fn multi_document_apply_directory_and_prune() {
         pruned.stdout,
         "app.pacer.dev/db unchanged\napp.pacer.dev/api unchanged\napp.pacer.dev/web pruned\n"
     );
-    let names = dev
-        .run(&["get", "apps", "-n", "shop", "-o", "name"])
-        .success();
-    assert_eq!(names.stdout.lines().count(), 2, "{}", names.stdout);
+    // web goes once its finalizer has stopped its instances.
+    dev.eventually("web to go", || {
+        let names = dev
+            .run(&["get", "apps", "-n", "shop", "-o", "name"])
+            .success();
+        (names.stdout.lines().count() == 2).then_some(())
+    });
 
     // A directory: its files in name order.
     let all = dev.run(&["apply", "-f", "manifests/examples/"]).success();
@@ -187,6 +201,7 @@ fn multi_document_apply_directory_and_prune() {
     assert_eq!(piped.code, Some(0), "{piped:#?}");
     assert_eq!(piped.stdout, "app.pacer.dev/piped created\n");
 
+    dev.rolled_out("shop", "web");
     let by_file = dev
         .run(&["delete", "-f", "manifests/examples/shop.yaml"])
         .success();

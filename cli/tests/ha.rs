@@ -1,7 +1,8 @@
 //! High availability end to end (issue 5, item 2): three `pacer server` replicas on one
-//! throwaway etcd. The test finds the placement leader in the election prefix, lets it bind some
-//! Instances, kills it with SIGKILL, and checks that another replica takes over within the
-//! lease TTL (plus a generous margin) and binds the Instances created after the kill; then it
+//! throwaway etcd. The test finds the placement leader in the election prefix, lets it bind the
+//! Instances of one App, kills it with SIGKILL, and checks that another replica takes over within
+//! the lease TTL (plus a generous margin) and binds the Instances of an App created after the
+//! kill (the deployment controller creates each App's Instances); then it
 //! reads the store's full history since the test began and checks that no object was written
 //! by two leaders. The placement controller stamps every Instance write with its leadership
 //! term (`pacer.dev/leader-term`, the create revision of the leader's election key, and
@@ -21,7 +22,7 @@ use pacer_store::etcd::{EtcdConfig, EtcdStore};
 use pacer_store::{EventKind, KeyValue, ListOptions, Revision, Store, WatchEvent};
 use pacer_testkit::EtcdServer;
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, eventually};
 
 /// The placement controller's election (`pacer_controllers::leader::ElectionConfig::prefix`).
 const ELECTION: &str = "/elections/placement/";
@@ -111,62 +112,31 @@ fn pid_of(identity: &[u8]) -> u32 {
         .unwrap_or_else(|| panic!("election value {identity:?} is not <pid>:<address>"))
 }
 
-fn instance_of(app: &Value, name: &str) -> Value {
-    json!({
-        "apiVersion": "pacer.dev/v1",
-        "kind": "Instance",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "labels": {"pacer.dev/app": app["metadata"]["name"]},
-            "ownerReferences": [{
-                "apiVersion": "pacer.dev/v1",
-                "kind": "App",
-                "name": app["metadata"]["name"],
-                "uid": app["metadata"]["uid"],
-                "controller": true,
-            }],
-        },
-        "spec": {
-            "app": app["metadata"]["name"],
-            "appVersion": "2024-05-01T10:00:00Z",
-            "template": app["spec"],
-        },
+/// An App of `instances` small instances in `default`.
+fn create_app(server: &Server, name: &str, instances: u32) {
+    server.create(
+        "/apis/pacer.dev/v1/namespaces/default/apps",
+        &json!({
+            "apiVersion": "pacer.dev/v1", "kind": "App",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"instances": instances, "cmd": "sleep 1000", "cpus": 0.1, "mem": 64},
+        }),
+    );
+}
+
+/// The names of App `app`'s Instances, once there are `count` and all are bound.
+fn bound(server: &Server, app: &str, count: usize) -> Option<Vec<String>> {
+    let items = server.instances_of("default", app);
+    (items.len() == count
+        && items
+            .iter()
+            .all(|instance| instance["spec"]["nodeName"].is_string()))
+    .then(|| {
+        items
+            .iter()
+            .map(|instance| instance["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
     })
-}
-
-fn create(server: &Server, path: &str, object: &Value) -> Value {
-    let response = server.http("POST", path, Some(object));
-    assert_eq!(response.code, 201, "POST {path}: {}", response.body);
-    response.json()
-}
-
-fn create_batch(server: &Server, app: &Value, names: &[String]) {
-    for name in names {
-        create(
-            server,
-            "/apis/pacer.dev/v1/namespaces/default/instances",
-            &instance_of(app, name),
-        );
-    }
-}
-
-/// The node each named instance is bound to, once all are bound.
-fn bound(server: &Server, names: &[String]) -> Option<Vec<String>> {
-    names
-        .iter()
-        .map(|name| {
-            let response = server.http(
-                "GET",
-                &format!("/apis/pacer.dev/v1/namespaces/default/instances/{name}"),
-                None,
-            );
-            assert_eq!(response.code, 200, "{}", response.body);
-            response.json()["spec"]["nodeName"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
 }
 
 fn logs(servers: &[Server]) -> String {
@@ -197,18 +167,7 @@ fn a_killed_placement_leader_is_replaced_within_the_lease_ttl_and_terms_never_ov
         .collect();
 
     // The leader: the election key with the lowest create revision; its value names the pid.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        if let Some(leader) = direct.leader() {
-            break leader;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no placement leader:\n{}",
-            logs(&servers)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let first = eventually("a placement leader", || logs(&servers), || direct.leader());
     let leader_pid = pid_of(&first.value);
     let leader_index = servers
         .iter()
@@ -229,28 +188,12 @@ fn a_killed_placement_leader_is_replaced_within_the_lease_ttl_and_terms_never_ov
             "8192",
         ])
         .success();
-    let web = create(
-        &servers[api],
-        "/apis/pacer.dev/v1/namespaces/default/apps",
-        &json!({
-            "apiVersion": "pacer.dev/v1", "kind": "App",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"instances": 20, "cmd": "sleep 1000", "cpus": 0.1, "mem": 64},
-        }),
+    create_app(&servers[api], "web", 10);
+    let before = eventually(
+        "the first leader to bind web's instances",
+        || logs(&servers),
+        || bound(&servers[api], "web", 10),
     );
-    let before: Vec<String> = (1..=10).map(|index| format!("web.{index}")).collect();
-    let after: Vec<String> = (11..=20).map(|index| format!("web.{index}")).collect();
-
-    create_batch(&servers[api], &web, &before);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bound(&servers[api], &before).is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the first leader did not bind the first batch:\n{}",
-            logs(&servers)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 
     // SIGKILL the leader: no shutdown, no lease revoke; its lease must expire.
     let killed_at = Instant::now();
@@ -266,10 +209,11 @@ fn a_killed_placement_leader_is_replaced_within_the_lease_ttl_and_terms_never_ov
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    create_batch(&servers[api], &web, &after);
+    create_app(&servers[api], "late", 10);
 
     let deadline = killed_at + LEASE_TTL + MARGIN;
     let mut new_leader: Option<(KeyValue, Duration)> = None;
+    let after: Vec<String>;
     let takeover = loop {
         if new_leader.is_none()
             && let Some(leader) = direct.leader()
@@ -277,12 +221,15 @@ fn a_killed_placement_leader_is_replaced_within_the_lease_ttl_and_terms_never_ov
         {
             new_leader = Some((leader, killed_at.elapsed()));
         }
-        if new_leader.is_some() && bound(&servers[api], &after).is_some() {
+        if new_leader.is_some()
+            && let Some(names) = bound(&servers[api], "late", 10)
+        {
+            after = names;
             break killed_at.elapsed();
         }
         assert!(
             Instant::now() < deadline,
-            "no replica took over and bound the second batch within {:?} of the SIGKILL \
+            "no replica took over and bound late's instances within {:?} of the SIGKILL \
              (new leader: {new_leader:?}):\n{}",
             LEASE_TTL + MARGIN,
             logs(&servers)
@@ -319,7 +266,7 @@ fn a_killed_placement_leader_is_replaced_within_the_lease_ttl_and_terms_never_ov
         let name = object["metadata"]["name"].as_str().unwrap().to_owned();
         let annotations = &object["metadata"]["annotations"];
         let Some(term) = annotations[TERM].as_str() else {
-            // Written by the API (the create), not by a controller.
+            // Not written by placement (the deployment controller's create).
             assert!(
                 object["spec"]["nodeName"].is_null(),
                 "{name} bound without a leader term at revision {}: {object}",

@@ -1,26 +1,28 @@
 //! End to end: the real `pacer dev` binary on a free port, driven by the real kubectl (1.32,
 //! preinstalled at /usr/bin/kubectl) with a temporary kubeconfig and default flags (so
 //! kubectl's server-side field validation and its OpenAPI v3 checks are exercised). Skips, and
-//! says so, when kubectl is not installed.
+//! says so, when kubectl is not installed. A fleet of hollow agents lets each App's deployment
+//! finish, since a running deployment locks its App against changes (Marathon semantics).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use support::Server;
-use support::kubectl::Kubectl;
+use support::kubectl::{Kubectl, WEB_APPLIED_YAML, WEB_MANIFEST};
+use support::{HollowFleet, KillOnDrop, Server, assert_contains_all};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
-/// `pacer dev` with the API server's debug log, and kubectl aimed at it.
-fn start() -> (Server, Kubectl) {
+/// `pacer dev` with the API server's debug log, two hollow agents, and kubectl aimed at it.
+fn start() -> (Server, HollowFleet, Kubectl) {
     let server = Server::dev_with_log("info,pacer_apiserver=debug");
+    let fleet = HollowFleet::start(&server, 2);
     let kubectl = Kubectl::new(KUBECTL, "kubectl", server.dir(), &server);
-    (server, kubectl)
+    (server, fleet, kubectl)
 }
 
 /// Sends SIGTERM, asserts a clean exit, and then that the server logged no `ERROR` before
@@ -36,40 +38,16 @@ fn stop(mut server: Server) {
     assert!(!log.contains("ERROR"), "errors in the server log:\n{log}");
 }
 
-/// A child process killed (and reaped) when dropped, even if the test panics.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-const MANIFEST: &str = "\
-apiVersion: pacer.dev/v1
-kind: App
-metadata:
-  name: web
-  labels:
-    tier: front
-spec:
-  cmd: python3 -m http.server $PORT0
-  instances: 2
-  cpus: 0.25
-  mem: 64
-";
-
 #[test]
 fn kubectl_drives_pacer_dev() {
     if !Path::new(KUBECTL).exists() {
         eprintln!("SKIPPED kubectl_drives_pacer_dev: {KUBECTL} is not installed");
         return;
     }
-    let (server, kubectl) = start();
+    let (server, _fleet, kubectl) = start();
     let dir = server.dir();
     let manifest = dir.join("web.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(&manifest, WEB_MANIFEST).unwrap();
     let manifest = manifest.to_str().unwrap();
 
     // Create, read, list.
@@ -77,6 +55,7 @@ fn kubectl_drives_pacer_dev() {
         kubectl.ok(&["apply", "-f", manifest]).trim(),
         "app.pacer.dev/web created"
     );
+    server.rolled_out("default", "web");
     let listed = kubectl.ok(&["get", "apps"]);
     assert!(
         listed.starts_with("NAME") && listed.contains("\nweb "),
@@ -86,7 +65,7 @@ fn kubectl_drives_pacer_dev() {
     let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "INSTANCES", "HEALTHY", "AGE"], "{listed}");
     let web_row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(web_row[..3], ["web", "0/2", "-"], "{listed}");
+    assert_eq!(web_row[..3], ["web", "2/2", "-"], "{listed}");
     let wide = kubectl.ok(&["get", "apps", "-A", "--show-labels"]);
     assert!(
         wide.starts_with("NAMESPACE") && wide.contains("tier=front"),
@@ -94,31 +73,24 @@ fn kubectl_drives_pacer_dev() {
     );
     assert!(kubectl.ok(&["get", "ap", "-A"]).contains("default"));
     let yaml = kubectl.ok(&["get", "app", "web", "-o", "yaml"]);
-    for expected in [
-        "kind: App",
-        "instances: 2",
-        "resourceVersion: ",
-        "uid: ",
-        "generation: 1",
-        "kubectl.kubernetes.io/last-applied-configuration",
-        "killSelection: YOUNGEST_FIRST",
-    ] {
-        assert!(
-            yaml.contains(expected),
-            "{expected:?} missing from:\n{yaml}"
-        );
-    }
+    assert_contains_all(&yaml, WEB_APPLIED_YAML);
+    assert_contains_all(&yaml, &["killSelection: YOUNGEST_FIRST"]);
 
     // Re-apply: unchanged, then a change through merge patch.
     assert_eq!(
         kubectl.ok(&["apply", "-f", manifest]).trim(),
         "app.pacer.dev/web unchanged"
     );
-    std::fs::write(manifest, MANIFEST.replace("instances: 2", "instances: 3")).unwrap();
+    std::fs::write(
+        manifest,
+        WEB_MANIFEST.replace("instances: 2", "instances: 3"),
+    )
+    .unwrap();
     assert_eq!(
         kubectl.ok(&["apply", "-f", manifest]).trim(),
         "app.pacer.dev/web configured"
     );
+    server.rolled_out("default", "web");
     let instances = kubectl.ok(&[
         "get",
         "app",
@@ -132,7 +104,7 @@ fn kubectl_drives_pacer_dev() {
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
-        MANIFEST
+        WEB_MANIFEST
             .replace("name: web", "name: bad")
             .replace("instances: 2", "replicas: 2"),
     )
@@ -145,6 +117,7 @@ fn kubectl_drives_pacer_dev() {
         kubectl.ok(&["scale", "app", "web", "--replicas=5"]).trim(),
         "app.pacer.dev/web scaled"
     );
+    server.rolled_out("default", "web");
     let explain = kubectl.ok(&["explain", "app.spec.instances"]);
     assert!(explain.contains("Number of instances"), "{explain}");
     let diff = kubectl.run(&["diff", "-f", manifest]);
@@ -186,11 +159,13 @@ fn kubectl_drives_pacer_dev() {
     assert!(next_line().starts_with("EVENT"));
     assert!(next_line().starts_with("ADDED"));
     kubectl.ok(&["scale", "app", "web", "--replicas=4"]);
+    // The scale, then the controller's status writes as the rollout goes on.
     let modified = next_line();
     assert!(
-        modified.starts_with("MODIFIED") && modified.contains(" 0/4 "),
+        modified.starts_with("MODIFIED") && modified.contains("/4 "),
         "{modified}"
     );
+    server.rolled_out("default", "web");
 
     // Delete, then it is gone.
     assert_eq!(
@@ -200,7 +175,10 @@ fn kubectl_drives_pacer_dev() {
     let gone = kubectl.fails(&["get", "app", "web"]);
     assert!(gone.contains("(NotFound)"), "{gone}");
     assert!(kubectl.ok(&["get", "apps"]).is_empty());
-    assert!(next_line().starts_with("DELETED"));
+    let deleted = std::iter::repeat_with(next_line)
+        .find(|line| !line.starts_with("MODIFIED"))
+        .unwrap();
+    assert!(deleted.starts_with("DELETED"), "{deleted}");
     drop(watch);
 
     stop(server);
@@ -212,10 +190,10 @@ fn kubectl_server_side_apply() {
         eprintln!("SKIPPED kubectl_server_side_apply: {KUBECTL} is not installed");
         return;
     }
-    let (server, kubectl) = start();
+    let (server, _fleet, kubectl) = start();
     let dir = server.dir();
     let manifest = dir.join("web.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(&manifest, WEB_MANIFEST).unwrap();
     let manifest = manifest.to_str().unwrap();
     let version = || {
         kubectl.ok(&[
@@ -234,22 +212,22 @@ fn kubectl_server_side_apply() {
             .trim(),
         "app.pacer.dev/web serverside-applied"
     );
+    // Once the rollout is done nothing else writes the App.
+    server.rolled_out("default", "web");
     let first = version();
     kubectl.ok(&["apply", "--server-side", "-f", manifest]);
     assert_eq!(version(), first, "an unchanged apply must not write");
     let yaml = kubectl.ok(&["get", "app", "web", "-o", "yaml", "--show-managed-fields"]);
-    for expected in [
-        "manager: kubectl",
-        "operation: Apply",
-        "fieldsType: FieldsV1",
-        "f:instances: {}",
-        "f:tier: {}",
-    ] {
-        assert!(
-            yaml.contains(expected),
-            "{expected:?} missing from:\n{yaml}"
-        );
-    }
+    assert_contains_all(
+        &yaml,
+        &[
+            "manager: kubectl",
+            "operation: Apply",
+            "fieldsType: FieldsV1",
+            "f:instances: {}",
+            "f:tier: {}",
+        ],
+    );
 
     // Another manager changing an owned field conflicts; kubectl explains how to force.
     let other = dir.join("other.yaml");
@@ -281,24 +259,30 @@ fn kubectl_server_side_apply() {
         kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.spec.instances}"]),
         "4"
     );
+    server.rolled_out("default", "web");
     let error = kubectl.fails(&["apply", "--server-side", "-f", manifest]);
     assert!(error.contains("conflict with \"ops\""), "{error}");
 
     // Dropping a field from kubectl's configuration removes it (nobody else owns the label).
     std::fs::write(
         manifest,
-        MANIFEST
+        WEB_MANIFEST
             .replace("  labels:\n    tier: front\n", "")
             .replace("instances: 2", "instances: 4"),
     )
     .unwrap();
     kubectl.ok(&["apply", "--server-side", "-f", manifest]);
+    server.rolled_out("default", "web");
     assert_eq!(
         kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.metadata.labels}"]),
         ""
     );
     // A server-side dry run through diff leaves the object alone.
-    std::fs::write(manifest, MANIFEST.replace("instances: 2", "instances: 4")).unwrap();
+    std::fs::write(
+        manifest,
+        WEB_MANIFEST.replace("instances: 2", "instances: 4"),
+    )
+    .unwrap();
     let diff = kubectl.run(&["diff", "--server-side", "-f", manifest]);
     assert_eq!(diff.status.code(), Some(1), "{diff:?}");
     assert!(String::from_utf8_lossy(&diff.stdout).contains("+    tier: front"));

@@ -5,7 +5,9 @@
 //!
 //! kubectl 1.20 differs from 1.32 where it matters here: it validates client-side against the
 //! *protobuf* `/openapi/v2` (no OpenAPI v3, no `fieldValidation`), its `explain` reads only that
-//! document, and its `diff` first checks there that the kind's PATCH takes `dryRun`.
+//! document, and its `diff` (like every `--dry-run=server`) first checks there that the kind's
+//! PATCH takes `dryRun`. Pacer serves that document generated from the same schemas as
+//! `/openapi/v3`, so all of this works with default flags.
 //!
 //! Where the binary is: `$PACER_KUBECTL_1_20` if set, else
 //! `${PACER_TOOLS_DIR:-<workspace>/target/tools}/kubectl-1.20/usr/bin/kubectl`. When it is
@@ -18,8 +20,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::Server;
-use support::kubectl::Kubectl;
+use support::kubectl::{Kubectl, WEB_APPLIED_YAML, WEB_MANIFEST};
+use support::{HollowFleet, Server, assert_contains_all};
 
 /// Where kubectl 1.20 is, if anywhere.
 fn kubectl_1_20() -> Option<PathBuf> {
@@ -54,20 +56,6 @@ fn kubectl_1_20() -> Option<PathBuf> {
     None
 }
 
-const MANIFEST: &str = "\
-apiVersion: pacer.dev/v1
-kind: App
-metadata:
-  name: web
-  labels:
-    tier: front
-spec:
-  cmd: python3 -m http.server $PORT0
-  instances: 2
-  cpus: 0.25
-  mem: 64
-";
-
 #[test]
 fn kubectl_1_20_drives_pacer_dev() {
     let Some(binary) = kubectl_1_20() else {
@@ -81,15 +69,17 @@ fn kubectl_1_20_drives_pacer_dev() {
     assert!(version.contains("v1.20."), "not kubectl 1.20: {version}");
 
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = Server::start(&["dev", "--data-dir", data.to_str().unwrap()]);
+    // The API and controllers without a local agent; hollow agents let each deployment finish
+    // (a running deployment locks its App against other changes, as Marathon does).
+    let mut server = Server::dev();
+    let _fleet = HollowFleet::start(&server, 2);
     let kubectl = Kubectl::new(binary, "kubectl 1.20", dir.path(), &server);
     let manifest = dir.path().join("web.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(&manifest, WEB_MANIFEST).unwrap();
     let manifest = manifest.to_str().unwrap();
 
-    // Create (default flags: client-side validation against the protobuf /openapi/v2, which
-    // has no App schema, so kubectl skips it), read, list.
+    // Create (default flags: client-side validation against the App schema of the protobuf
+    // /openapi/v2), read, list.
     assert_eq!(
         kubectl.ok(&["apply", "-f", manifest]).trim(),
         "app.pacer.dev/web created"
@@ -101,30 +91,24 @@ fn kubectl_1_20_drives_pacer_dev() {
     );
     assert!(kubectl.ok(&["get", "ap", "-A"]).contains("default"));
     let yaml = kubectl.ok(&["get", "app", "web", "-o", "yaml"]);
-    for expected in [
-        "kind: App",
-        "instances: 2",
-        "resourceVersion: ",
-        "uid: ",
-        "generation: 1",
-        "kubectl.kubernetes.io/last-applied-configuration",
-    ] {
-        assert!(
-            yaml.contains(expected),
-            "{expected:?} missing from:\n{yaml}"
-        );
-    }
+    assert_contains_all(&yaml, WEB_APPLIED_YAML);
+    server.rolled_out("default", "web");
 
     // Re-apply: unchanged, then a change through kubectl's three-way merge patch.
     assert_eq!(
         kubectl.ok(&["apply", "-f", manifest]).trim(),
         "app.pacer.dev/web unchanged"
     );
-    std::fs::write(manifest, MANIFEST.replace("instances: 2", "instances: 3")).unwrap();
+    std::fs::write(
+        manifest,
+        WEB_MANIFEST.replace("instances: 2", "instances: 3"),
+    )
+    .unwrap();
     assert_eq!(
         kubectl.ok(&["apply", "-f", manifest]).trim(),
         "app.pacer.dev/web configured"
     );
+    server.rolled_out("default", "web");
     assert_eq!(
         kubectl.ok(&[
             "get",
@@ -136,17 +120,46 @@ fn kubectl_1_20_drives_pacer_dev() {
         "3 2"
     );
 
-    // kubectl 1.20 sends no fieldValidation; the server's strict default still names the
-    // unknown field.
+    // Client-side validation against the v2 schema names an unknown field and a wrong type,
+    // and nothing is sent: neither object exists afterwards.
+    for (name, from, to, expected) in [
+        (
+            "bad",
+            "instances: 2",
+            "replicas: 2",
+            "ValidationError(App.spec): unknown field \"replicas\" in dev.pacer.v1.AppSpec",
+        ),
+        (
+            "typed",
+            "instances: 2",
+            "instances: two",
+            "ValidationError(App.spec.instances): invalid type for \
+             dev.pacer.v1.AppSpec.instances: got \"string\", expected \"integer\"",
+        ),
+    ] {
+        let bad = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &bad,
+            WEB_MANIFEST
+                .replace("name: web", &format!("name: {name}"))
+                .replace(from, to),
+        )
+        .unwrap();
+        let error = kubectl.exits(1, &["apply", "-f", bad.to_str().unwrap()]);
+        assert!(
+            error.contains(expected) && error.contains("error validating data"),
+            "{error}"
+        );
+        let missing = kubectl.exits(1, &["get", "app", name]);
+        assert!(missing.contains("(NotFound)"), "{missing}");
+    }
+    // With validation off, the server's strict default still names the unknown field
+    // (kubectl 1.20 sends no fieldValidation).
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        MANIFEST
-            .replace("name: web", "name: bad")
-            .replace("instances: 2", "replicas: 2"),
-    )
-    .unwrap();
-    let error = kubectl.exits(1, &["apply", "-f", bad.to_str().unwrap()]);
+    let error = kubectl.exits(
+        1,
+        &["apply", "--validate=false", "-f", bad.to_str().unwrap()],
+    );
     assert!(error.contains("unknown field \"spec.replicas\""), "{error}");
 
     // The scale subresource.
@@ -158,28 +171,81 @@ fn kubectl_1_20_drives_pacer_dev() {
         kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.spec.instances}"]),
         "5"
     );
+    server.rolled_out("default", "web");
 
-    // FIXME(kubectl ≤1.26 explain): kubectl 1.20 explains only from the protobuf
-    // /openapi/v2, which Pacer serves empty; it needs a real v2 document with the App schema
-    // (kubectl ≥1.27 uses /openapi/v3 and works, see kubectl.rs).
-    let explain = kubectl.exits(1, &["explain", "app.spec.instances"]);
+    // explain reads the protobuf /openapi/v2: the kind, a nested object and a field, each
+    // with the descriptions from the schemas' doc comments.
+    let explained = kubectl.ok(&["explain", "app"]);
+    assert_contains_all(
+        &explained,
+        &[
+            "KIND:     App",
+            "VERSION:  pacer.dev/v1",
+            "A long-running application",
+            "spec\t<Object>",
+            "The desired state, in Marathon's app definition fields.",
+        ],
+    );
+    let container = kubectl.ok(&["explain", "app.spec.container"]);
+    assert_contains_all(
+        &container,
+        &[
+            "RESOURCE: container <Object>",
+            "Docker image, port mappings and volumes.",
+            "docker\t<Object>",
+            "portMappings\t<[]Object>",
+        ],
+    );
+    let instances = kubectl.ok(&["explain", "app.spec.instances"]);
     assert!(
-        explain.contains("couldn't find resource for \"pacer.dev/v1, Kind=App\""),
-        "{explain}"
+        instances.contains("FIELD:    instances <integer>")
+            && instances.contains("Number of instances to keep running"),
+        "{instances}"
     );
 
-    // FIXME(kubectl ≤1.26 diff): kubectl 1.20's DryRunVerifier looks in the protobuf
-    // /openapi/v2 for a dryRun parameter on App's PATCH (or for an App CRD) before it sends
-    // the dry-run patch; with the empty document it refuses (exit 2, not 1 = "differences").
-    let diff = kubectl.exits(2, &["diff", "-f", manifest]);
-    assert!(diff.contains("doesn't support dry-run"), "{diff}");
+    // diff: kubectl 1.20's DryRunVerifier finds `dryRun` on App's PATCH in /openapi/v2, then
+    // sends a dry-run patch; exit 1 means "differences", shown as a unified diff. Nothing is
+    // written, and the manifest last applied shows no difference (exit 0).
+    std::fs::write(
+        manifest,
+        WEB_MANIFEST.replace("instances: 2", "instances: 5"),
+    )
+    .unwrap();
+    assert_eq!(
+        kubectl.ok(&["apply", "-f", manifest]).trim(),
+        "app.pacer.dev/web configured"
+    );
+    server.rolled_out("default", "web");
+    assert_eq!(kubectl.ok(&["diff", "-f", manifest]), "");
+    std::fs::write(
+        manifest,
+        WEB_MANIFEST.replace("instances: 2", "instances: 7"),
+    )
+    .unwrap();
+    let diff = kubectl.exits(1, &["diff", "-f", manifest]);
+    assert!(
+        diff.contains("-  instances: 5") && diff.contains("+  instances: 7"),
+        "{diff}"
+    );
     assert_eq!(
         kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.spec.instances}"]),
         "5",
-        "nothing was written by the refused diff"
+        "nothing was written by the diff"
+    );
+    // --dry-run=server passes the same check.
+    assert_eq!(
+        kubectl
+            .ok(&["apply", "--dry-run=server", "-f", manifest])
+            .trim(),
+        "app.pacer.dev/web configured (server dry run)"
+    );
+    assert_eq!(
+        kubectl.ok(&["get", "app", "web", "-o", "jsonpath={.spec.instances}"]),
+        "5"
     );
 
     // Delete, then it is gone.
+    server.rolled_out("default", "web");
     assert_eq!(
         kubectl.ok(&["delete", "-f", manifest]).trim(),
         "app.pacer.dev \"web\" deleted"

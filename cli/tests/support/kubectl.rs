@@ -6,6 +6,33 @@ use std::process::{Command, Output};
 
 use super::Server;
 
+/// App `web` in the manifest form the kubectl tests apply (two instances, label
+/// `tier: front`); tests change `instances: 2` to apply an update.
+pub const WEB_MANIFEST: &str = "\
+apiVersion: pacer.dev/v1
+kind: App
+metadata:
+  name: web
+  labels:
+    tier: front
+spec:
+  cmd: python3 -m http.server $PORT0
+  instances: 2
+  cpus: 0.25
+  mem: 64
+";
+
+/// What `kubectl get app web -o yaml` shows after [`WEB_MANIFEST`] was first applied
+/// client-side.
+pub const WEB_APPLIED_YAML: &[&str] = &[
+    "kind: App",
+    "instances: 2",
+    "resourceVersion: ",
+    "uid: ",
+    "generation: 1",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
 /// One kubectl binary with its own kubeconfig and `HOME`.
 pub struct Kubectl {
     binary: PathBuf,

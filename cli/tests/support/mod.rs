@@ -2,12 +2,15 @@
 //! process (`pacer dev` or `pacer server`) on a free loopback port with its log in a temporary
 //! directory, the `pacer` CLI aimed at it, raw HTTP/1.1 requests and watch streams over plain
 //! `std` sockets (no HTTP client in between, so a test sees exactly what the server sent), and
-//! a check that the server logged no unexpected `ERROR` line.
+//! a check that the server logged no unexpected `ERROR` line. `Server` also carries the calls
+//! most tests share: `eventually` (poll until a condition holds, with the server log in the
+//! failure), `create`, `get_json`, `get_if_found`, `list`, `instances_of` and `rolled_out`;
+//! [`wait`] holds the polling itself and [`process`] the guards for other processes.
 //!
 //! Include it with `mod support;` from a test file in `cli/tests/`.
 
 // Each test file uses a different subset of the harness.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +23,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod kubectl;
+pub mod process;
+pub mod wait;
+
+pub use process::{AgentProcess, KillOnDrop, process_alive};
+pub use wait::{EVENTUALLY, eventually, eventually_within};
+
+/// The Instances collection of namespace `default`.
+pub const INSTANCES: &str = "/apis/pacer.dev/v1/namespaces/default/instances";
 
 /// The `pacer` binary under test.
 pub const PACER: &str = env!("CARGO_BIN_EXE_pacer");
@@ -29,6 +40,31 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long one raw HTTP request may take before the test calls it a hang.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `pacer agent hollow --count N` process against a server: N hollow nodes whose instances
+/// turn Running at once without running anything, so deployments finish. Killed on drop.
+pub struct HollowFleet(AgentProcess);
+
+impl HollowFleet {
+    /// Starts `count` hollow agents named `e2e-hollow-1…`, logging to `hollow.log` in the
+    /// server's scratch directory.
+    pub fn start(server: &Server, count: usize) -> Self {
+        let count = count.to_string();
+        Self(AgentProcess::start(
+            &[
+                "hollow",
+                "--server",
+                &server.url,
+                "--count",
+                &count,
+                "--name-prefix",
+                "e2e-hollow-",
+            ],
+            server.dir(),
+            "hollow.log",
+        ))
+    }
+}
 
 /// The workspace root (the CLI runs there, so `manifests/…` paths work).
 pub fn repo_root() -> PathBuf {
@@ -66,17 +102,30 @@ impl Server {
         Self::launch(tempfile::tempdir().unwrap(), args, log_filter)
     }
 
-    /// `pacer dev` with its data directory in this server's scratch directory.
+    /// `pacer dev --no-agent` with its data directory in this server's scratch directory: the
+    /// API and the controllers, but no local agent, so nothing is really started on this
+    /// machine (tests of the agent use [`Server::dev_with_agent`]).
     pub fn dev() -> Self {
         Self::dev_with_log("info")
     }
 
     /// [`Server::dev`] with `PACER_LOG=<log_filter>`.
     pub fn dev_with_log(log_filter: &str) -> Self {
+        Self::dev_in_scratch(&["--no-agent"], log_filter)
+    }
+
+    /// `pacer dev` with its in-process agent, which really runs instances on this machine.
+    pub fn dev_with_agent() -> Self {
+        Self::dev_in_scratch(&[], "info")
+    }
+
+    fn dev_in_scratch(extra: &[&str], log_filter: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let data = data.to_str().unwrap().to_owned();
-        Self::launch(dir, &["dev", "--data-dir", &data], log_filter)
+        let mut args = vec!["dev", "--data-dir", &data];
+        args.extend_from_slice(extra);
+        Self::launch(dir, &args, log_filter)
     }
 
     fn launch(dir: tempfile::TempDir, args: &[&str], log_filter: &str) -> Self {
@@ -233,6 +282,73 @@ impl Server {
     /// A raw HTTP request to this server.
     pub fn http(&self, method: &str, path: &str, body: Option<&Value>) -> HttpResponse {
         http(&self.address, method, path, body)
+    }
+
+    /// Polls `check` until it returns `Some` and returns its value; panics with `what` and
+    /// this server's log after [`EVENTUALLY`].
+    #[track_caller]
+    pub fn eventually<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
+        eventually(what, || format!("server log:\n{}", self.log()), check)
+    }
+
+    /// `POST path` with `object`, which must answer 201; returns the created object.
+    #[track_caller]
+    pub fn create(&self, path: &str, object: &Value) -> Value {
+        let response = self.http("POST", path, Some(object));
+        assert_eq!(response.code, 201, "POST {path}: {}", response.body);
+        response.json()
+    }
+
+    /// `GET path`, which must answer 200, as JSON.
+    #[track_caller]
+    pub fn get_json(&self, path: &str) -> Value {
+        let response = self.http("GET", path, None);
+        assert_eq!(response.code, 200, "GET {path}: {}", response.body);
+        response.json()
+    }
+
+    /// `GET path` as JSON, `None` on 404; any other answer but 200 fails.
+    #[track_caller]
+    pub fn get_if_found(&self, path: &str) -> Option<Value> {
+        let response = self.http("GET", path, None);
+        match response.code {
+            200 => Some(response.json()),
+            404 => None,
+            code => panic!("GET {path}: {code} {}", response.body),
+        }
+    }
+
+    /// The `items` of the list at `path` (which must answer 200).
+    #[track_caller]
+    pub fn list(&self, path: &str) -> Vec<Value> {
+        let list = self.get_json(path);
+        list["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET {path}: no items: {list}"))
+            .clone()
+    }
+
+    /// The Instances of App `app` in `namespace` (label `pacer.dev/app=<app>`).
+    #[track_caller]
+    pub fn instances_of(&self, namespace: &str, app: &str) -> Vec<Value> {
+        self.list(&format!(
+            "/apis/pacer.dev/v1/namespaces/{namespace}/instances?labelSelector=pacer.dev%2Fapp%3D{app}"
+        ))
+    }
+
+    /// Waits (`pacer rollout status`, up to 90 s) until App `app`'s deployment finished.
+    #[track_caller]
+    pub fn rolled_out(&self, namespace: &str, app: &str) {
+        self.run(&[
+            "rollout",
+            "status",
+            app,
+            "-n",
+            namespace,
+            "--timeout",
+            "90s",
+        ])
+        .success();
     }
 }
 
@@ -546,6 +662,18 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Fails, naming the first missing one and showing `text`, unless `text` contains every one
+/// of `expected`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
     }
 }
 

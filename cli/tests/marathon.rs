@@ -1,0 +1,187 @@
+//! End to end: the real Python Marathon client (PyPI `marathon==0.13.0`, installed into
+//! `target/python` by `hack/install-python-deps.sh`) against `pacer dev` with its local agent:
+//! ping, info and leader; create an app and wait for its deployment to run it; list and get it
+//! with embedded tasks; list its tasks; scale it; update its command (a rolling replacement);
+//! restart it; list versions and deployments; roll back to the first version; delete it. Every call must succeed and parse —
+//! the client builds objects from every key it receives and fails on one it does not know.
+//! Cross-checks: an app created through `/v2` is an App for `pacer get`, and an App applied
+//! with `pacer apply` is an app for the Marathon client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::{HollowFleet, Server, repo_root};
+
+/// The client session, in Python. Exits non-zero (with a traceback) on the first failure.
+const CLIENT_SESSION: &str = r#"
+import os, sys, time
+import requests
+from marathon import MarathonClient
+from marathon.exceptions import NotFoundError
+from marathon.models import MarathonApp
+
+client = MarathonClient([os.environ["PACER_URL"]], timeout=30)
+APP = "/e2e/sleeper"
+
+def wait(what, check, timeout=120):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except NotFoundError as error:
+            last = error
+        time.sleep(0.5)
+    app = client.get_app(APP, embed_tasks=True)
+    raise AssertionError(f"timed out waiting for {what}; last error {last}; app {app.to_json()}")
+
+def settled(count):
+    app = client.get_app(APP, embed_tasks=True)
+    running = [task for task in app.tasks if task.state == "TASK_RUNNING"]
+    return not app.deployments and app.tasks_running == count and len(running) == count
+
+def deployment_exists(result):
+    """The answered deploymentId is the Deployment the controller started (an object)."""
+    assert result["deploymentId"] and result["version"], result
+    url = f"{os.environ['PACER_URL']}/apis/pacer.dev/v1/deployments/{result['deploymentId']}"
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200, (result, response.status_code, response.text)
+
+def task_ids():
+    return sorted(task.id for task in client.list_tasks(APP))
+
+assert client.ping().strip() == b"pong", client.ping()
+info = client.get_info()
+leader = client.get_leader()["leader"]
+assert info.leader == leader, (info.leader, leader)
+assert info.elected
+
+created = client.create_app(APP, MarathonApp(cmd="sleep 1000", instances=1, cpus=0.1, mem=32))
+assert created, "create_app did not answer 201"
+assert created.id == APP and created.version, created.to_json()
+wait("the first deployment", lambda: settled(1))
+
+apps = client.list_apps(embed_tasks=True, embed_counts=True, embed_deployments=True,
+                        embed_readiness=True, embed_last_task_failure=True)
+assert APP in [app.id for app in apps], [app.id for app in apps]
+assert [app.id for app in client.list_apps(cmd="sleep 1000", app_id="/e2e/")] == [APP]
+app = client.get_app(APP, embed_tasks=True, embed_counts=True)
+assert app.cmd == "sleep 1000" and app.instances == 1 and app.tasks_running == 1
+tasks = client.list_tasks(APP)
+assert len(tasks) == 1, tasks
+assert tasks[0].app_id == APP and tasks[0].started_at is not None and tasks[0].host, tasks[0].to_json()
+first = task_ids()
+
+result = client.scale_app(APP, instances=2)
+deployment_exists(result)
+wait("the scale to 2", lambda: settled(2))
+assert set(first) <= set(task_ids()), "scaling up must keep the running task"
+
+before_update = task_ids()
+result = client.update_app(APP, MarathonApp(cmd="sleep 2000", instances=2, cpus=0.1, mem=32))
+deployment_exists(result)
+wait("the new command to roll out",
+     lambda: settled(2) and client.get_app(APP).cmd == "sleep 2000"
+     and not set(task_ids()) & set(before_update))
+
+before_restart = task_ids()
+result = client.restart_app(APP)
+deployment_exists(result)
+wait("the restart", lambda: settled(2) and not set(task_ids()) & set(before_restart))
+
+versions = client.list_versions(APP)
+assert len(versions) >= 4, versions
+assert client.get_version(APP, versions[0]).id == APP
+first_version = client.get_version(APP, versions[-1])
+assert first_version.cmd == "sleep 1000" and first_version.instances == 1, first_version.to_json()
+
+# Rollback: PUT {"version": <the first version>} restores that definition.
+result = client.rollback_app(APP, versions[-1])
+deployment_exists(result)
+wait("the rollback", lambda: settled(1) and client.get_app(APP).cmd == "sleep 1000")
+client.list_deployments()
+
+assert "/e2e/applied" in [app.id for app in client.list_apps()], "an applied App is an app"
+assert client.get_app("/e2e/applied").cmd == "sleep 3000"
+
+created = client.create_app("/e2e/kept", MarathonApp(cmd="sleep 4000", instances=0))
+assert created and created.id == "/e2e/kept"
+
+result = client.delete_app(APP)
+deployment_exists(result)
+def gone():
+    try:
+        client.get_app(APP)
+        return False
+    except NotFoundError:
+        return True
+wait("the app to be deleted", gone)
+print("marathon client session: ok")
+"#;
+
+const APPLIED: &str = r#"apiVersion: pacer.dev/v1
+kind: App
+metadata:
+  name: applied
+  namespace: e2e
+spec:
+  cmd: sleep 3000
+  instances: 0
+"#;
+
+/// The Python with the Marathon client, installed by `hack/install-python-deps.sh`.
+fn python() -> PathBuf {
+    let python = repo_root().join("target/python/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run hack/install-python-deps.sh (make test runs hack/install-deps.sh)",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn the_python_marathon_client_drives_pacer() {
+    let python = python();
+    let server = Server::dev();
+    // Hollow agents run the tasks, so deployments finish (a running one locks its app).
+    let _fleet = HollowFleet::start(&server, 2);
+    let manifest = server.write("applied.yaml", APPLIED);
+    server.run(&["apply", "-f", &manifest]).success();
+
+    let output = Command::new(&python)
+        .args(["-c", CLIENT_SESSION])
+        .env("PACER_URL", &server.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("marathon client session: ok"),
+        "the Marathon client session failed ({}):\n{stdout}\n{stderr}\n\nserver log:\n{}",
+        output.status,
+        server.log()
+    );
+
+    // The app the client created is an App for `pacer get`.
+    let kept = server
+        .run(&["get", "app", "kept", "-n", "e2e", "-o", "json"])
+        .success()
+        .json();
+    assert_eq!(kept["spec"]["cmd"], "sleep 4000", "{kept:#}");
+    let table = server.run(&["get", "apps", "-n", "e2e"]).success().stdout;
+    assert!(
+        table.contains("kept") && table.contains("applied"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("sleeper"),
+        "the deleted app is gone: {table}"
+    );
+    server.assert_no_unexpected_errors(&[]);
+}
