@@ -27,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 
-use crate::deployment::writes::WriteError;
 use crate::store_source::encode_stored;
 
 /// When a round-based controller runs its next round (see the module docs).
@@ -122,15 +121,6 @@ pub enum ControllerError {
     /// A cache's watcher ended before the cache was ready.
     #[error("the {0} cache closed before it was ready")]
     CacheClosed(&'static str),
-}
-
-impl From<WriteError> for ControllerError {
-    fn from(error: WriteError) -> Self {
-        match error {
-            WriteError::Store(error) => Self::Store(error),
-            WriteError::LostLeadership => Self::LostLeadership,
-        }
-    }
 }
 
 /// `object` as stored at `key` ([`encode_stored`]), naming the key if it cannot be encoded.

@@ -1,6 +1,6 @@
 //! The deployment controller's loop: it caches Apps, Instances, Deployments and AppVersions
-//! (the runtime's watcher and reflector over [`StoreSource`]) and works in debounced *rounds*,
-//! like the placement controller. One round, for every App:
+//! (the runtime's watcher and reflector over [`StoreSource`]) and works in debounced *rounds*
+//! ([`Rounds`]), like the placement controller. One round, for every App:
 //!
 //! 1. **A change** — the App's `generation` or its [`RESTARTED_AT_ANNOTATION`] differs from its
 //!    latest `AppVersion` (or it has none) — becomes, in one transaction: the next
@@ -43,8 +43,7 @@ use pacer_schemas::deployment::{
 use pacer_schemas::instance::{InstanceGoal, InstancePhase};
 use pacer_schemas::{App, AppStatus, AppVersion, Deployment, Instance, Resource, Time};
 use pacer_store::{Leadership, Revision, Store};
-use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{
@@ -57,11 +56,10 @@ use super::objects::{
     new_deployment, new_instance, next_version, now, strategy_of,
 };
 use super::rolling::{StepPlan, plan_step};
-use super::writes::{KeyWrite, Unit, WriteError, Written, write_units};
+use super::writes::{KeyWrite, Unit, Written, write_units};
 use crate::placement::ObjectKey;
-use crate::store_source::{
-    StoreSource, encode_stored, object_revision, registry_key, registry_prefix,
-};
+use crate::rounds::{AbortOnDrop, ControllerError, Rounds, encode_at};
+use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
 
 /// The controller's name: its election is `/elections/deployment/`.
 pub const CONTROLLER_NAME: &str = "deployment";
@@ -103,24 +101,7 @@ impl Default for DeploymentConfig {
 }
 
 /// Why the deployment controller stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum DeploymentError {
-    /// Writing failed (store error or lost leadership).
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    /// An object could not be encoded for the store.
-    #[error("encode {key}: {source}")]
-    Encode {
-        /// The key being written.
-        key: String,
-        /// The encoder's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A cache's watcher ended before the cache was ready.
-    #[error("the {0} cache closed before it was ready")]
-    CacheClosed(&'static str),
-}
+pub type DeploymentError = ControllerError;
 
 /// The caches a round reads.
 struct Caches {
@@ -135,15 +116,6 @@ struct Signal {
     prefix: String,
     revision: Option<Revision>,
     wake: bool,
-}
-
-/// Aborts the cache-driving task when the controller stops.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The deployment controller. [`DeploymentController::run`] runs it until cancelled; wrap it
@@ -223,7 +195,7 @@ impl DeploymentController {
         leadership: Option<Arc<Leadership>>,
         shutdown: CancellationToken,
     ) -> Result<(), DeploymentError> {
-        let wake = Arc::new(Notify::new());
+        let mut rounds = Rounds::new(self.config.debounce, self.config.resync);
         let (caches, signals) = self.caches();
         let prefixes = [
             registry_prefix::<App>(),
@@ -233,7 +205,7 @@ impl DeploymentController {
         ];
         let (seen_tx, seen) = watch::channel::<HashMap<String, Revision>>(HashMap::new());
         let driver = {
-            let wake = Arc::clone(&wake);
+            let wake = rounds.waker();
             let mut signals = signals;
             AbortOnDrop(tokio::spawn(async move {
                 while let Some(signal) = signals.next().await {
@@ -269,17 +241,7 @@ impl DeploymentController {
             "deployment controller started"
         );
         let mut written: HashMap<String, Revision> = HashMap::new();
-        let mut next_resync = Instant::now();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = wake.notified() => {}
-                () = tokio::time::sleep_until(next_resync) => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.config.debounce) => {}
-            }
+        while rounds.next(&shutdown).await {
             if !written.is_empty() {
                 let mut seen = seen.clone();
                 let synced = tokio::time::timeout(
@@ -299,14 +261,8 @@ impl DeploymentController {
             }
             let started = std::time::Instant::now();
             let (units, stats) = self.round(&caches)?;
-            next_resync = Instant::now() + self.config.resync;
-            if let Some(at) = stats.wake_at {
-                // Requeue exactly when a launch delay ends (or a backoff resets), not by polling.
-                let wait =
-                    Duration::try_from(at.timestamp().duration_since(jiff::Timestamp::now()))
-                        .unwrap_or(Duration::ZERO);
-                next_resync = next_resync.min(Instant::now() + wait + Duration::from_millis(1));
-            }
+            // Requeue exactly when a launch delay ends (or a backoff resets), not by polling.
+            rounds.finished(stats.wake_at);
             if units.is_empty() {
                 continue;
             }
@@ -330,7 +286,7 @@ impl DeploymentController {
                 "deployment round"
             );
             // Anything written (or lost to a conflict) wants a look from fresh caches.
-            wake.notify_one();
+            rounds.wake();
         }
         drop(driver);
         tracing::info!("deployment controller stopped");
@@ -1131,22 +1087,15 @@ fn key_of<K: Resource>(object: &K) -> String {
     )
 }
 
-fn encode<K: Resource>(key: &str, object: &K) -> Result<Vec<u8>, DeploymentError> {
-    encode_stored(object).map_err(|source| DeploymentError::Encode {
-        key: key.to_owned(),
-        source,
-    })
-}
-
 fn create_of<K: Resource>(object: &K) -> Result<KeyWrite, DeploymentError> {
     let key = key_of(object);
-    let value = encode(&key, object)?;
+    let value = encode_at(&key, object)?;
     Ok(KeyWrite::create(key, value))
 }
 
 fn update_of<K: Resource>(current: &K, updated: &K) -> Result<KeyWrite, DeploymentError> {
     let key = key_of(current);
-    let value = encode(&key, updated)?;
+    let value = encode_at(&key, updated)?;
     Ok(KeyWrite::update(
         key,
         object_revision(current).unwrap_or(0),

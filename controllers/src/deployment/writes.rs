@@ -2,31 +2,22 @@
 //!
 //! A round produces *units*: groups of key writes that must commit together (an App's new
 //! version, its Deployment and the App's status; or a single Instance create). Units are packed
-//! into transactions of at most [`MAX_TXN_OPS`] compares (one fewer under a leadership, whose
-//! fencing compare is added) and about 1 MiB of values. Every write compares its key: `Absent`
-//! for a create, the `mod_revision` read for an update or delete. When a transaction loses a
-//! compare, the units whose keys changed are dropped (the next round plans them again from
-//! fresh caches) and the rest is retried at once; when the fence fails, this replica no longer
-//! leads and the writer stops with [`WriteError::LostLeadership`].
+//! into transactions of at most [`batch_limit`] compares (one fewer under a leadership, whose
+//! fencing compare is added) and about 1 MiB of values, each run by [`commit`]. Every write
+//! compares its key: `Absent` for a create, the `mod_revision` read for an update or delete.
+//! When a transaction loses a compare, the units whose keys changed are dropped (the next round
+//! plans them again from fresh caches) and the rest is retried at once; when the fence fails,
+//! this replica no longer leads and the writer stops with [`ControllerError::LostLeadership`].
 
 use std::collections::{HashMap, HashSet};
 
 use pacer_store::key::MAX_TXN_OPS;
-use pacer_store::{Compare, Expect, Leadership, Revision, Store, StoreError, Txn, TxnOutcome};
+use pacer_store::{Compare, Expect, Leadership, Revision, Store, Txn, TxnOutcome};
+
+use crate::rounds::{ControllerError, batch_limit, commit};
 
 /// Bytes of values per transaction, well under the store's 1.5 MiB.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
-
-/// Why a batch of writes stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// A store call failed.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The fencing compare failed: this replica no longer leads.
-    #[error("leadership lost: a fenced write was refused")]
-    LostLeadership,
-}
 
 /// One key write with its compare.
 #[derive(Clone, Debug)]
@@ -111,12 +102,8 @@ pub async fn write_units(
     store: &dyn Store,
     leadership: Option<&Leadership>,
     units: Vec<Unit>,
-) -> Result<Written, WriteError> {
-    let limit = if leadership.is_some() {
-        MAX_TXN_OPS - 1
-    } else {
-        MAX_TXN_OPS
-    };
+) -> Result<Written, ControllerError> {
+    let limit = batch_limit(MAX_TXN_OPS, leadership.is_some());
     let mut batches: Vec<Vec<Unit>> = Vec::new();
     let (mut ops, mut bytes) = (0, 0);
     let mut keys: HashSet<String> = HashSet::new();
@@ -156,11 +143,7 @@ pub async fn write_units(
                 };
             }
             let compares = txn.compares.clone();
-            let outcome = match leadership {
-                Some(leadership) => leadership.fenced_txn(txn).await?,
-                None => store.txn(txn).await?,
-            };
-            match outcome {
+            match commit(store, leadership, txn).await? {
                 TxnOutcome::Committed { revision } => {
                     for write in batch.iter().flat_map(|unit| &unit.writes) {
                         let prefix = kind_prefix(&write.key);
@@ -171,14 +154,6 @@ pub async fn write_units(
                     break;
                 }
                 TxnOutcome::CompareFailed { observed, .. } => {
-                    if let Some(leadership) = leadership {
-                        let fence_holds = observed
-                            .get(compares.len())
-                            .is_some_and(|state| leadership.token().compare().holds(state));
-                        if !fence_holds {
-                            return Err(WriteError::LostLeadership);
-                        }
-                    }
                     let failed: Vec<&str> = compares
                         .iter()
                         .zip(&observed)
@@ -297,7 +272,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(result, Err(WriteError::LostLeadership)),
+            matches!(result, Err(ControllerError::LostLeadership)),
             "{result:?}"
         );
     }
