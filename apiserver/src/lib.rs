@@ -31,6 +31,7 @@ pub mod marathon;
 pub mod object;
 pub mod openapi;
 pub mod params;
+pub mod raw_json;
 pub mod rest;
 pub mod selector;
 pub mod server;

@@ -1,6 +1,6 @@
-//! The watch fan-out: ONE store watch per resource prefix (`/registry/<plural>/`), decoded once
-//! and broadcast in memory to every HTTP watcher of that resource, with a short history so
-//! watchers that start slightly in the past are served from memory too.
+//! The watch fan-out: ONE store watch per resource prefix (`/registry/<plural>/`), each event
+//! framed once (see `event`) and broadcast in memory to every HTTP watcher of that resource,
+//! with a short history so watchers that start slightly in the past are served from memory too.
 //!
 //! A feed starts lazily, at the revision its first watcher asks for, and runs until the server
 //! shuts down or its store watch fails (then its watchers' streams end cleanly and they
@@ -141,7 +141,7 @@ async fn run_feed(
         };
         match item {
             Some(Ok(change)) => {
-                let event = Arc::new(FeedEvent::from_store(&change));
+                let event = Arc::new(FeedEvent::from_store(change));
                 let Ok(mut state) = feed.state.lock() else {
                     break;
                 };

@@ -40,6 +40,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::error::ApiError;
 use crate::kinds::KindDef;
 use crate::object;
+use crate::raw_json;
 use crate::rest::ResourceRequest;
 use crate::selector::Selectors;
 use crate::state::ApiState;
@@ -231,18 +232,15 @@ impl Watcher {
 
     /// The frame of a feed change: the shared frame, or a one-row table.
     fn encode(&self, change: &FeedEvent, event_type: EventType) -> Bytes {
-        match (&change.object, self.table) {
-            (Some(object), true) => self.frame(event_type, object),
-            _ => change.frame(event_type),
+        match change.object().filter(|_| self.table) {
+            Some(object) => self.table_frame(event_type, object),
+            None => change.frame(event_type),
         }
     }
 
-    /// The frame of `object` as `event_type`, as a one-row table when asked; only the first
-    /// table carries `columnDefinitions`.
-    fn frame(&self, event_type: EventType, object: &Value) -> Bytes {
-        if !self.table {
-            return event::frame(event_type.as_str(), object);
-        }
+    /// The frame of `object` as `event_type` as a one-row table; only the first table carries
+    /// `columnDefinitions`.
+    fn table_frame(&self, event_type: EventType, object: &Value) -> Bytes {
         let first = !self.columns_sent.swap(true, Ordering::Relaxed);
         let metadata = json!({"resourceVersion": object::resource_version(object).unwrap_or("")});
         let table = table::table(self.kind, std::slice::from_ref(object), metadata, first);
@@ -261,14 +259,17 @@ impl Watcher {
         };
         loop {
             let page = self.state.store.list(&self.prefix, &options).await?;
+            let filtering = !(self.selectors.labels.is_empty() && self.selectors.fields.is_empty());
             for kv in &page.items {
-                let object = object::from_store(kv)?;
-                if self.selectors.matches(&object)
-                    && sender
-                        .send(self.frame(EventType::Added, &object))
-                        .await
-                        .is_err()
-                {
+                if filtering && !self.selectors.matches(&raw_json::selector_view(kv)?) {
+                    continue;
+                }
+                let frame = if self.table {
+                    self.table_frame(EventType::Added, &object::from_store(kv)?)
+                } else {
+                    event::stored_frame(EventType::Added, kv)?
+                };
+                if sender.send(frame).await.is_err() {
                     return Ok(None);
                 }
             }
@@ -302,7 +303,7 @@ impl Source {
                 }
             }
             Source::Store(stream) => match stream.next().await {
-                Some(Ok(change)) => Next::Event(Arc::new(FeedEvent::from_store(&change))),
+                Some(Ok(change)) => Next::Event(Arc::new(FeedEvent::from_store(change))),
                 Some(Err(error)) => Next::Failed(error),
                 None => Next::End,
             },
