@@ -240,7 +240,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
                     .first()
                     .and_then(|step| step.actions.first())
                     .is_some_and(|action| {
+                        // The version (a millisecond timestamp) tells this App's deployment
+                        // from an earlier App of the same name whose revision numbers repeat.
                         action.revision == status.revision
+                            && (status.current_version.is_none()
+                                || action.version == status.current_version)
                             && action.action != DeploymentActionKind::StopApplication
                     })
             });
