@@ -87,8 +87,10 @@ const CLIENT_TASK_KEYS: &[&str] = &[
     "role",
 ];
 
+/// Marathon's own example JSON (copied from its docs into the repository, so a clean clone
+/// has them).
 fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/marathon-examples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marathon-examples")
 }
 
 fn example(name: &str) -> Value {
