@@ -4,7 +4,7 @@
 //! `pacer node register-hollow` (agentless: bound instances stay `Staging`); the deployment
 //! controller creates each App's Instances, and placement binds them.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

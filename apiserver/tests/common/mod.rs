@@ -1,7 +1,7 @@
 //! Test harness: the API router over an embedded store in a temp dir, driven with `oneshot`
 //! (no socket), plus helpers to send requests and read watch streams.
 
-#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
