@@ -22,6 +22,7 @@
 //! it next to the API server.
 
 pub mod deployment;
+pub mod events;
 pub mod health;
 pub mod leader;
 pub mod node_lifecycle;
@@ -47,63 +48,65 @@ pub async fn run(
     identity: String,
     shutdown: CancellationToken,
 ) -> Result<(), LeaderError> {
-    let placement = {
-        let election = ElectionConfig::new(placement_controller::CONTROLLER_NAME, identity.clone());
-        let controller_store = Arc::clone(&store);
-        run_elected(
+    // The store, election and shutdown token of one controller's `run_elected`; the store is
+    // also what the controller itself reads and writes.
+    let elect = |name: &str| {
+        (
             Arc::clone(&store),
-            election,
+            ElectionConfig::new(name, identity.clone()),
             shutdown.clone(),
-            move |leadership, token| {
-                PlacementController::new(Arc::clone(&controller_store), PlacementConfig::default())
-                    .run(Some(leadership), token)
-            },
         )
     };
-    let node_lifecycle = {
-        let election = ElectionConfig::new(node_lifecycle::CONTROLLER_NAME, identity.clone());
-        let controller_store = Arc::clone(&store);
-        run_elected(
-            Arc::clone(&store),
-            election,
-            shutdown.clone(),
-            move |leadership, token| {
-                node_lifecycle::NodeLifecycleController::new(
-                    Arc::clone(&controller_store),
-                    Arc::new(node_lifecycle::SystemClock),
-                    node_lifecycle::NodeLifecycleConfig::default(),
-                )
+    let (own, election, stop) = elect(placement_controller::CONTROLLER_NAME);
+    let placement = run_elected(
+        Arc::clone(&own),
+        election,
+        stop,
+        move |leadership, token| {
+            PlacementController::new(Arc::clone(&own), PlacementConfig::default())
                 .run(Some(leadership), token)
-            },
-        )
-    };
-    let health = {
-        let election = ElectionConfig::new(health::CONTROLLER_NAME, identity.clone());
-        let controller_store = Arc::clone(&store);
-        run_elected(
-            Arc::clone(&store),
-            election,
-            shutdown.clone(),
-            move |leadership, token| {
-                health::HealthController::new(
-                    Arc::clone(&controller_store),
-                    Arc::new(node_lifecycle::SystemClock),
-                    health::HealthConfig::default(),
-                )
-                .run(Some(leadership), token)
-            },
-        )
-    };
-    let deployment = {
-        let election = ElectionConfig::new(deployment::CONTROLLER_NAME, identity);
-        let controller_store = Arc::clone(&store);
-        run_elected(store, election, shutdown, move |leadership, token| {
+        },
+    );
+    let (own, election, stop) = elect(node_lifecycle::CONTROLLER_NAME);
+    let node_lifecycle = run_elected(
+        Arc::clone(&own),
+        election,
+        stop,
+        move |leadership, token| {
+            node_lifecycle::NodeLifecycleController::new(
+                Arc::clone(&own),
+                Arc::new(node_lifecycle::SystemClock),
+                node_lifecycle::NodeLifecycleConfig::default(),
+            )
+            .run(Some(leadership), token)
+        },
+    );
+    let (own, election, stop) = elect(health::CONTROLLER_NAME);
+    let health = run_elected(
+        Arc::clone(&own),
+        election,
+        stop,
+        move |leadership, token| {
+            health::HealthController::new(
+                Arc::clone(&own),
+                Arc::new(node_lifecycle::SystemClock),
+                health::HealthConfig::default(),
+            )
+            .run(Some(leadership), token)
+        },
+    );
+    let (own, election, stop) = elect(deployment::CONTROLLER_NAME);
+    let deployment = run_elected(
+        Arc::clone(&own),
+        election,
+        stop,
+        move |leadership, token| {
             deployment::DeploymentController::new(
-                Arc::clone(&controller_store),
+                Arc::clone(&own),
                 deployment::DeploymentConfig::default(),
             )
             .run(Some(leadership), token)
-        })
-    };
+        },
+    );
     tokio::try_join!(placement, node_lifecycle, health, deployment).map(|_| ())
 }

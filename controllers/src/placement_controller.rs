@@ -31,22 +31,23 @@ use futures::{StreamExt, stream};
 use pacer_client::runtime::reflector::{self, Writer};
 use pacer_client::runtime::watcher::{self, watcher};
 use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
-use pacer_schemas::event::{EventSource, EventType};
+use pacer_schemas::event::EventType;
 use pacer_schemas::instance::InstancePhase;
-use pacer_schemas::meta::ObjectReference;
-use pacer_schemas::{App, AppSpec, Instance, Node, ObjectMeta, Resource, Time};
+use pacer_schemas::{App, AppSpec, Instance, Node, Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
 use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{EventDraft, involved, next_record};
 use crate::placement::view::is_pending;
 use crate::placement::{
     Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Strategy, Unplaced, place,
 };
-use crate::rounds::{AbortOnDrop, ControllerError, Rounds, batch_limit, commit, encode_at};
-use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
+use crate::rounds::{
+    AbortOnDrop, ControllerError, Rounds, SeenRevisions, batch_limit, commit, encode_at,
+};
+use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
 
 /// The controller's name: its election is `/elections/placement/`.
 pub const CONTROLLER_NAME: &str = "placement";
@@ -185,21 +186,18 @@ impl PlacementController {
         shutdown: CancellationToken,
     ) -> Result<(), PlacementError> {
         let mut rounds = Rounds::new(self.config.debounce, self.config.resync);
-        let (seen_tx, mut seen) = watch::channel::<Revision>(0);
+        let seen = SeenRevisions::default();
+        let instances_prefix = registry_prefix::<Instance>();
         let (caches, signals) = self.caches();
         let driver = {
             let wake = rounds.waker();
+            let seen = seen.clone();
+            let prefix = instances_prefix.clone();
             let mut signals = signals;
             AbortOnDrop(tokio::spawn(async move {
                 while let Some(signal) = signals.next().await {
                     if let Some(revision) = signal.instance_revision {
-                        seen_tx.send_if_modified(|seen| {
-                            let newer = revision > *seen;
-                            if newer {
-                                *seen = revision;
-                            }
-                            newer
-                        });
+                        seen.record(&prefix, revision);
                     }
                     if signal.wake {
                         wake.notify_one();
@@ -221,24 +219,24 @@ impl PlacementController {
             fenced = leadership.is_some(),
             "placement controller started"
         );
-        let mut last_written: Revision = 0;
+        let mut written: HashMap<String, Revision> = HashMap::new();
         while rounds.next(&shutdown).await {
-            if last_written > 0 {
-                let synced = tokio::time::timeout(
-                    self.config.cache_sync_timeout,
-                    seen.wait_for(|seen| *seen >= last_written),
-                )
-                .await;
-                if !matches!(synced, Ok(Ok(_))) {
-                    tracing::warn!(
-                        revision = last_written,
-                        "the Instance cache has not caught up with our last write; placing anyway"
-                    );
-                }
+            if !written.is_empty()
+                && !seen
+                    .caught_up(&written, self.config.cache_sync_timeout)
+                    .await
+            {
+                tracing::warn!(
+                    revision = written.get(&instances_prefix).copied().unwrap_or_default(),
+                    "the Instance cache has not caught up with our last write; placing anyway"
+                );
             }
             let started = std::time::Instant::now();
             let (stats, revision, retry) = self.round(&caches, leadership.as_deref()).await?;
-            last_written = last_written.max(revision);
+            if revision > 0 {
+                let last = written.entry(instances_prefix.clone()).or_default();
+                *last = (*last).max(revision);
+            }
             rounds.finished(None);
             if stats.pending > 0 {
                 tracing::info!(
@@ -507,25 +505,17 @@ impl PlacementController {
                     Some(&unplaced.instance.namespace),
                     &event_name(&unplaced.instance.name),
                 );
-                let existing = self.store.get(&key).await?;
-                let (expect, event) = match &existing {
-                    Some(kv) => {
-                        match decode_stored::<pacer_schemas::Event>(&kv.value, kv.mod_revision) {
-                            Ok(event) => (
-                                Expect::ModRevision(kv.mod_revision),
-                                repeated_event(event, instance, message, now),
-                            ),
-                            Err(error) => {
-                                tracing::warn!(key, %error, "stored Event does not decode; replacing it");
-                                (
-                                    Expect::ModRevision(kv.mod_revision),
-                                    new_event(instance, message, now),
-                                )
-                            }
-                        }
-                    }
-                    None => (Expect::Absent, new_event(instance, message, now)),
+                let draft = EventDraft {
+                    namespace: &unplaced.instance.namespace,
+                    name: &event_name(&unplaced.instance.name),
+                    involved: involved::<Instance>(&instance.metadata),
+                    reason: FAILED_SCHEDULING,
+                    message,
+                    type_: EventType::Warning,
+                    action: "Scheduling",
+                    component: COMPONENT,
                 };
+                let (expect, event) = next_record(self.store.as_ref(), &key, draft, now).await?;
                 let value = encode_at(&key, &event)?;
                 txn = txn.when(key.clone(), expect).put(key.clone(), value);
                 keys.push(&unplaced.instance);
@@ -721,63 +711,6 @@ fn mark_unschedulable(
     write_of(instance, updated, false, leadership).map(Some)
 }
 
-fn involved(instance: &Instance) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(Instance::API_VERSION.to_owned()),
-        kind: Some(Instance::KIND.to_owned()),
-        namespace: instance.metadata.namespace.clone(),
-        name: instance.metadata.name.clone(),
-        uid: instance.metadata.uid.clone(),
-        resource_version: None,
-        field_path: None,
-    }
-}
-
-/// A first `FailedScheduling` Event for `instance`, as the API server would store it.
-fn new_event(instance: &Instance, message: &str, now: Time) -> pacer_schemas::Event {
-    let mut metadata = ObjectMeta::named(
-        instance.metadata.namespace_str(),
-        event_name(instance.metadata.name_str()),
-    );
-    metadata.uid = Some(uuid::Uuid::new_v4().to_string());
-    metadata.creation_timestamp = Some(now);
-    metadata.generation = Some(1);
-    let mut event = pacer_schemas::Event {
-        metadata,
-        involved_object: involved(instance),
-        reason: Some(FAILED_SCHEDULING.to_owned()),
-        message: Some(message.to_owned()),
-        type_: Some(EventType::Warning),
-        count: Some(1),
-        first_timestamp: Some(now),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(COMPONENT.to_owned()),
-            host: None,
-        }),
-        action: Some("Scheduling".to_owned()),
-        ..Default::default()
-    };
-    event.set_type_meta();
-    event
-}
-
-/// `event` repeated: count + 1, new `lastTimestamp` and message; generation + 1 (an Event's
-/// generation follows everything outside its metadata, as the API server counts it).
-fn repeated_event(
-    mut event: pacer_schemas::Event,
-    instance: &Instance,
-    message: &str,
-    now: Time,
-) -> pacer_schemas::Event {
-    event.count = Some(event.count.unwrap_or(1).saturating_add(1));
-    event.last_timestamp = Some(now);
-    event.message = Some(message.to_owned());
-    event.involved_object = involved(instance);
-    event.metadata.generation = Some(event.metadata.generation.unwrap_or(1) + 1);
-    event
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -786,6 +719,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::store_source::decode_stored;
 
     fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();

@@ -43,7 +43,6 @@ use pacer_schemas::deployment::{
 use pacer_schemas::instance::{InstanceGoal, InstancePhase};
 use pacer_schemas::{App, AppStatus, AppVersion, Deployment, Instance, Resource, Time};
 use pacer_store::{Leadership, Revision, Store};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{
@@ -58,7 +57,7 @@ use super::objects::{
 use super::rolling::{StepPlan, plan_step};
 use super::writes::{KeyWrite, Unit, Written, write_units};
 use crate::placement::ObjectKey;
-use crate::rounds::{AbortOnDrop, ControllerError, Rounds, encode_at};
+use crate::rounds::{AbortOnDrop, ControllerError, Rounds, SeenRevisions, encode_at};
 use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
 
 /// The controller's name: its election is `/elections/deployment/`.
@@ -203,21 +202,15 @@ impl DeploymentController {
             registry_prefix::<Deployment>(),
             registry_prefix::<AppVersion>(),
         ];
-        let (seen_tx, seen) = watch::channel::<HashMap<String, Revision>>(HashMap::new());
+        let seen = SeenRevisions::default();
         let driver = {
             let wake = rounds.waker();
+            let seen = seen.clone();
             let mut signals = signals;
             AbortOnDrop(tokio::spawn(async move {
                 while let Some(signal) = signals.next().await {
                     if let Some(revision) = signal.revision {
-                        seen_tx.send_if_modified(|seen| {
-                            let entry = seen.entry(signal.prefix.clone()).or_default();
-                            let newer = revision > *entry;
-                            if newer {
-                                *entry = revision;
-                            }
-                            newer
-                        });
+                        seen.record(&signal.prefix, revision);
                     }
                     if signal.wake {
                         wake.notify_one();
@@ -242,22 +235,14 @@ impl DeploymentController {
         );
         let mut written: HashMap<String, Revision> = HashMap::new();
         while rounds.next(&shutdown).await {
-            if !written.is_empty() {
-                let mut seen = seen.clone();
-                let synced = tokio::time::timeout(
-                    self.config.cache_sync_timeout,
-                    seen.wait_for(|seen| {
-                        written.iter().all(|(prefix, revision)| {
-                            seen.get(prefix).is_some_and(|seen| seen >= revision)
-                        })
-                    }),
-                )
-                .await;
-                if !matches!(synced, Ok(Ok(_))) {
-                    tracing::warn!(
-                        "the caches have not caught up with our last writes; planning anyway"
-                    );
-                }
+            if !written.is_empty()
+                && !seen
+                    .caught_up(&written, self.config.cache_sync_timeout)
+                    .await
+            {
+                tracing::warn!(
+                    "the caches have not caught up with our last writes; planning anyway"
+                );
             }
             let started = std::time::Instant::now();
             let (units, stats) = self.round(&caches)?;

@@ -27,18 +27,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use pacer_client::runtime::reflector::{self, Writer};
 use pacer_client::runtime::watcher::{self, watcher};
-use pacer_schemas::event::{EventSource, EventType};
+use pacer_schemas::event::EventType;
 use pacer_schemas::instance::InstanceGoal;
-use pacer_schemas::meta::ObjectReference;
-use pacer_schemas::{Instance, ObjectMeta, Resource, Time};
+use pacer_schemas::{Instance, Time};
+use pacer_store::Expect;
 use pacer_store::{Leadership, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use decide::{HEALTH_CHECK_FAILED, UNHEALTHY, Verdict};
 
 use crate::deployment::writes::{KeyWrite, Unit, write_units};
+use crate::events::{EventDraft, involved, next_record};
 use crate::rounds::{AbortOnDrop, Clock, ControllerError, Rounds, encode_at};
-use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
+use crate::store_source::{StoreSource, object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/health/`.
 pub const CONTROLLER_NAME: &str = "health";
@@ -240,30 +241,21 @@ impl HealthController {
         let instance_key = registry_key::<Instance>(Some(namespace), name);
         let event_name = format!("{name}.unhealthy");
         let event_key = registry_key::<pacer_schemas::Event>(Some(namespace), &event_name);
-        let event_write = match self.store.get(&event_key).await? {
-            Some(kv) => {
-                let record = match decode_stored::<pacer_schemas::Event>(&kv.value, kv.mod_revision)
-                {
-                    Ok(mut record) => {
-                        record.count = Some(record.count.unwrap_or(1).saturating_add(1));
-                        record.last_timestamp = Some(now);
-                        record.message = Some(message.to_owned());
-                        record.metadata.generation =
-                            Some(record.metadata.generation.unwrap_or(1) + 1);
-                        record
-                    }
-                    Err(_) => new_event(instance, &event_name, message, now),
-                };
-                KeyWrite::update(
-                    event_key.clone(),
-                    kv.mod_revision,
-                    encode_at(&event_key, &record)?,
-                )
-            }
-            None => KeyWrite::create(
-                event_key.clone(),
-                encode_at(&event_key, &new_event(instance, &event_name, message, now))?,
-            ),
+        let draft = EventDraft {
+            namespace,
+            name: &event_name,
+            involved: involved::<Instance>(&instance.metadata),
+            reason: UNHEALTHY,
+            message,
+            type_: EventType::Warning,
+            action: "Kill",
+            component: COMPONENT,
+        };
+        let (expect, record) = next_record(self.store.as_ref(), &event_key, draft, now).await?;
+        let value = encode_at(&event_key, &record)?;
+        let event_write = match expect {
+            Expect::ModRevision(revision) => KeyWrite::update(event_key.clone(), revision, value),
+            _ => KeyWrite::create(event_key.clone(), value),
         };
         Ok(Unit::new(
             format!("instance {namespace}/{name}: decommission (unhealthy)"),
@@ -277,38 +269,4 @@ impl HealthController {
             ],
         ))
     }
-}
-
-/// A first `Unhealthy` Event about `instance`, as the API server would store it.
-fn new_event(instance: &Instance, name: &str, message: &str, now: Time) -> pacer_schemas::Event {
-    let mut metadata = ObjectMeta::named(instance.metadata.namespace_str(), name);
-    metadata.uid = Some(uuid::Uuid::new_v4().to_string());
-    metadata.creation_timestamp = Some(now);
-    metadata.generation = Some(1);
-    let mut record = pacer_schemas::Event {
-        metadata,
-        involved_object: ObjectReference {
-            api_version: Some(Instance::API_VERSION.to_owned()),
-            kind: Some(Instance::KIND.to_owned()),
-            namespace: instance.metadata.namespace.clone(),
-            name: instance.metadata.name.clone(),
-            uid: instance.metadata.uid.clone(),
-            resource_version: None,
-            field_path: None,
-        },
-        reason: Some(UNHEALTHY.to_owned()),
-        message: Some(message.to_owned()),
-        type_: Some(EventType::Warning),
-        count: Some(1),
-        first_timestamp: Some(now),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(COMPONENT.to_owned()),
-            host: None,
-        }),
-        action: Some("Kill".to_owned()),
-        ..Default::default()
-    };
-    record.set_type_meta();
-    record
 }

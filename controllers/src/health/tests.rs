@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::rounds::ManualClock;
+use crate::store_source::decode_stored;
 
 const T0: i64 = 1_800_000_000;
 

@@ -42,10 +42,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
 use pacer_client::runtime::reflector::{self, Writer};
 use pacer_client::runtime::watcher::{self, watcher};
-use pacer_schemas::event::EventSource;
 use pacer_schemas::lease::NODE_LEASE_NAMESPACE;
-use pacer_schemas::meta::ObjectReference;
-use pacer_schemas::{Instance, Lease, Node, ObjectMeta, Resource, Time};
+use pacer_schemas::{Instance, Lease, Node, Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
 use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
 use tokio::sync::watch;
@@ -53,9 +51,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use decide::{AGENTLESS_ANNOTATION, Reachability};
 
+use crate::events::{EventDraft, involved, next_record};
 use crate::rounds::{AbortOnDrop, ControllerError, Rounds, batch_limit, commit, encode_at};
 pub use crate::rounds::{Clock, ManualClock, SystemClock};
-use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
+use crate::store_source::{StoreSource, object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/node-lifecycle/`.
 pub const CONTROLLER_NAME: &str = "node-lifecycle";
@@ -497,22 +496,17 @@ impl NodeLifecycleController {
         let node_key = registry_key::<Node>(None, name);
         let event_name = format!("{name}.{}", event.reason.to_ascii_lowercase());
         let event_key = registry_key::<pacer_schemas::Event>(Some(EVENT_NAMESPACE), &event_name);
-        let (expect, record) = match self.store.get(&event_key).await? {
-            Some(kv) => match decode_stored::<pacer_schemas::Event>(&kv.value, kv.mod_revision) {
-                Ok(existing) => (
-                    Expect::ModRevision(kv.mod_revision),
-                    repeated_event(existing, node, event, now),
-                ),
-                Err(error) => {
-                    tracing::warn!(key = event_key, %error, "stored Event does not decode; replacing it");
-                    (
-                        Expect::ModRevision(kv.mod_revision),
-                        new_event(&event_name, node, event, now),
-                    )
-                }
-            },
-            None => (Expect::Absent, new_event(&event_name, node, event, now)),
+        let draft = EventDraft {
+            namespace: EVENT_NAMESPACE,
+            name: &event_name,
+            involved: involved::<Node>(&node.metadata),
+            reason: event.reason,
+            message: &event.message,
+            type_: event.type_.clone(),
+            action: "NodeLease",
+            component: COMPONENT,
         };
+        let (expect, record) = next_record(self.store.as_ref(), &event_key, draft, now).await?;
         Ok(Group {
             kind: Kind::Node,
             what: format!("node/{name}"),
@@ -686,62 +680,4 @@ fn instance_group(instance: &Instance, updated: &Instance) -> Result<Group, Node
             key,
         }],
     })
-}
-
-fn involved(node: &Node) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(Node::API_VERSION.to_owned()),
-        kind: Some(Node::KIND.to_owned()),
-        namespace: None,
-        name: node.metadata.name.clone(),
-        uid: node.metadata.uid.clone(),
-        resource_version: None,
-        field_path: None,
-    }
-}
-
-/// A first Event named `name` about `node`, as the API server would store it.
-fn new_event(
-    name: &str,
-    node: &Node,
-    event: &decide::NodeEvent,
-    now: Time,
-) -> pacer_schemas::Event {
-    let mut metadata = ObjectMeta::named(EVENT_NAMESPACE, name);
-    metadata.uid = Some(uuid::Uuid::new_v4().to_string());
-    metadata.creation_timestamp = Some(now);
-    metadata.generation = Some(1);
-    let mut record = pacer_schemas::Event {
-        metadata,
-        involved_object: involved(node),
-        reason: Some(event.reason.to_owned()),
-        message: Some(event.message.clone()),
-        type_: Some(event.type_.clone()),
-        count: Some(1),
-        first_timestamp: Some(now),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(COMPONENT.to_owned()),
-            host: None,
-        }),
-        action: Some("NodeLease".to_owned()),
-        ..Default::default()
-    };
-    record.set_type_meta();
-    record
-}
-
-/// `record` repeated: count + 1, new `lastTimestamp` and message; generation + 1.
-fn repeated_event(
-    mut record: pacer_schemas::Event,
-    node: &Node,
-    event: &decide::NodeEvent,
-    now: Time,
-) -> pacer_schemas::Event {
-    record.count = Some(record.count.unwrap_or(1).saturating_add(1));
-    record.last_timestamp = Some(now);
-    record.message = Some(event.message.clone());
-    record.involved_object = involved(node);
-    record.metadata.generation = Some(record.metadata.generation.unwrap_or(1) + 1);
-    record
 }

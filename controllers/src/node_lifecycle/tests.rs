@@ -16,6 +16,7 @@ use super::decide::{
     UNREACHABLE_INACTIVE,
 };
 use super::*;
+use crate::store_source::decode_stored;
 
 const T0: i64 = 1_800_000_000;
 
