@@ -268,29 +268,39 @@ pub fn table(report: &Report) -> String {
         );
     }
     if !report.targets.is_empty() {
-        let _ = writeln!(out, "\ntargets:");
-        for target in &report.targets {
-            let _ = writeln!(
-                out,
-                "  {:<78} {:>8.3}  {}",
-                target.description,
-                target.measured,
-                if target.met { "met" } else { "MISSED" }
-            );
-        }
+        write_targets(&mut out, &report.targets);
     }
-    if report.server.log_warnings > 0 || !report.server.clean_exit {
+    write_server_trouble(&mut out, &report.server);
+    out
+}
+
+/// The `targets:` section every suite's summary ends with: each target, its figure, met or not.
+pub fn write_targets(out: &mut String, targets: &[TargetCheck]) {
+    let _ = writeln!(out, "\ntargets:");
+    for target in targets {
+        let _ = writeln!(
+            out,
+            "  {:<78} {:>8.3}  {}",
+            target.description,
+            target.measured,
+            if target.met { "met" } else { "MISSED" }
+        );
+    }
+}
+
+/// A line about the server under test when it logged warnings or did not exit cleanly.
+pub fn write_server_trouble(out: &mut String, server: &ServerInfo) {
+    if server.log_warnings > 0 || !server.clean_exit {
         let _ = writeln!(
             out,
             "\nserver: {} warning/error lines in its log{}; first: {:?}",
-            report.server.log_warnings,
-            if report.server.clean_exit {
+            server.log_warnings,
+            if server.clean_exit {
                 ""
             } else {
                 ", and it did not exit cleanly on SIGTERM"
             },
-            report.server.log_excerpt
+            server.log_excerpt
         );
     }
-    out
 }

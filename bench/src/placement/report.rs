@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Mix;
 use crate::api::dev::ServerInfo;
-use crate::api::report::TargetCheck;
+use crate::api::report::{TargetCheck, write_server_trouble, write_targets};
 use crate::machine::Machine;
 
 /// Placements/s as a fraction of the raw store's batched-write keys/s (issue 5).
@@ -366,28 +366,7 @@ pub fn table(report: &Report) -> String {
             .map(|rate| rate.round())
             .collect::<Vec<_>>()
     );
-    let _ = writeln!(out, "\ntargets:");
-    for target in &report.targets {
-        let _ = writeln!(
-            out,
-            "  {:<78} {:>8.3}  {}",
-            target.description,
-            target.measured,
-            if target.met { "met" } else { "MISSED" }
-        );
-    }
-    if report.server.log_warnings > 0 || !report.server.clean_exit {
-        let _ = writeln!(
-            out,
-            "\nserver: {} warning/error lines in its log{}; first: {:?}",
-            report.server.log_warnings,
-            if report.server.clean_exit {
-                ""
-            } else {
-                ", and it did not exit cleanly on SIGTERM"
-            },
-            report.server.log_excerpt
-        );
-    }
+    write_targets(&mut out, &report.targets);
+    write_server_trouble(&mut out, &report.server);
     out
 }
