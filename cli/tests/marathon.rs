@@ -11,10 +11,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use support::{HollowFleet, Server, repo_root};
+use support::{HollowFleet, Server};
 
 /// The client session, in Python. Exits non-zero (with a traceback) on the first failure.
 const CLIENT_SESSION: &str = r#"
@@ -134,39 +131,15 @@ spec:
   instances: 0
 "#;
 
-/// The Python with the Marathon client, installed by `hack/install-python-deps.sh`.
-fn python() -> PathBuf {
-    let python = repo_root().join("target/python/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run hack/install-python-deps.sh (make test runs hack/install-deps.sh)",
-        python.display()
-    );
-    python
-}
-
 #[test]
 fn the_python_marathon_client_drives_pacer() {
-    let python = python();
     let server = Server::dev();
     // Hollow agents run the tasks, so deployments finish (a running one locks its app).
     let _fleet = HollowFleet::start(&server, 2);
     let manifest = server.write("applied.yaml", APPLIED);
     server.run(&["apply", "-f", &manifest]).success();
 
-    let output = Command::new(&python)
-        .args(["-c", CLIENT_SESSION])
-        .env("PACER_URL", &server.url)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("marathon client session: ok"),
-        "the Marathon client session failed ({}):\n{stdout}\n{stderr}\n\nserver log:\n{}",
-        output.status,
-        server.log()
-    );
+    support::marathon_client::run_session(&server, CLIENT_SESSION, "marathon client session: ok");
 
     // The app the client created is an App for `pacer get`.
     let kept = server

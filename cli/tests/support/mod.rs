@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod kubectl;
+pub mod marathon_client;
 pub mod process;
 pub mod wait;
 
