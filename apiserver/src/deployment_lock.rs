@@ -19,11 +19,13 @@
 use pacer_schemas::app_version::RESTARTED_AT_ANNOTATION;
 use pacer_schemas::deployment::DEPLOYMENT_FINALIZER;
 use pacer_schemas::{App, Deployment};
+use pacer_store::StoreError;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::kinds::{self, KindDef};
 use crate::object;
+use crate::rest::delete::MAX_ATTEMPTS;
 use crate::rest::{ResourceRequest, Subresource};
 
 /// Refuses (409) a write of an App that changes what a running Deployment rolls out, unless
@@ -83,24 +85,40 @@ pub async fn before_delete(request: &ResourceRequest) -> Result<(), ApiError> {
 async fn drop_finalizer(request: &ResourceRequest) -> Result<(), ApiError> {
     let store = &request.state.store;
     let key = request.key();
-    let Some(kv) = store.get(&key).await? else {
-        return Ok(());
-    };
-    let mut current = object::from_store(&kv)?;
-    let mut meta = object::meta(&current)?;
-    let Some(finalizers) = meta.finalizers.as_mut() else {
-        return Ok(());
-    };
-    let before = finalizers.len();
-    finalizers.retain(|finalizer| finalizer != DEPLOYMENT_FINALIZER);
-    if finalizers.len() == before {
-        return Ok(());
+    // The controller writes the Deployment's progress concurrently: a lost compare-and-swap
+    // is retried from a fresh read, as the delete that follows does.
+    for attempt in 1..=MAX_ATTEMPTS {
+        let Some(kv) = store.get(&key).await? else {
+            return Ok(());
+        };
+        let mut current = object::from_store(&kv)?;
+        let mut meta = object::meta(&current)?;
+        let Some(finalizers) = meta.finalizers.as_mut() else {
+            return Ok(());
+        };
+        let before = finalizers.len();
+        finalizers.retain(|finalizer| finalizer != DEPLOYMENT_FINALIZER);
+        if finalizers.len() == before {
+            return Ok(());
+        }
+        object::set_meta(&mut current, &meta)?;
+        match store
+            .update(&key, object::to_store(&current)?, kv.mod_revision, kv.lease)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(deployment = %request.name(), attempt, "dropping the finalizer lost a race; retrying");
+            }
+            Err(error) => {
+                return Err(ApiError::from_store(
+                    error,
+                    request.target.kind,
+                    request.name(),
+                ));
+            }
+        }
     }
-    object::set_meta(&mut current, &meta)?;
-    store
-        .update(&key, object::to_store(&current)?, kv.mod_revision, kv.lease)
-        .await
-        .map_err(|error| ApiError::from_store(error, request.target.kind, request.name()))?;
     Ok(())
 }
 

@@ -29,7 +29,8 @@ use serde_json::{Map, Value, json};
 
 use super::app_json::{self, AppDefinition};
 use super::deployments;
-use super::error::{MarathonError, app_not_found};
+use super::error::{MarathonError, app_not_found, task_not_found};
+use super::kill::{self, KillOptions, Killed};
 use super::tasks::{self, TaskCounts};
 use super::{MarathonQuery, app_request};
 use crate::error::ApiError;
@@ -44,6 +45,7 @@ enum AppPath {
     App(String),
     Restart(String),
     Tasks(String),
+    Task(String, String),
     Versions(String),
     Version(String, String),
 }
@@ -58,6 +60,7 @@ impl AppPath {
             "versions" => Self::Versions(head.to_owned()),
             _ => match head.rsplit_once('/') {
                 Some((app, "versions")) => Self::Version(app.to_owned(), last.to_owned()),
+                Some((app, "tasks")) => Self::Task(app.to_owned(), last.to_owned()),
                 _ => Self::App(trimmed.to_owned()),
             },
         }
@@ -66,14 +69,15 @@ impl AppPath {
 
 /// Which extras `embed` asks for (`apps.*` and `app.*` spellings alike).
 #[derive(Debug, Default)]
-struct Embed {
+pub(crate) struct Embed {
     tasks: bool,
     readiness: bool,
     last_task_failure: bool,
+    task_stats: bool,
 }
 
 impl Embed {
-    fn parse(query: &MarathonQuery) -> Self {
+    pub(crate) fn parse(query: &MarathonQuery) -> Self {
         let mut embed = Self::default();
         for value in query.all("embed") {
             let name = value
@@ -84,15 +88,27 @@ impl Embed {
                 "tasks" => embed.tasks = true,
                 "readiness" => embed.readiness = true,
                 "lastTaskFailure" => embed.last_task_failure = true,
+                "taskStats" => embed.task_stats = true,
                 "failures" => {
                     embed.tasks = true;
                     embed.last_task_failure = true;
                 }
-                // counts and deployments are always shown; taskStats is not kept.
+                // counts and deployments are always shown.
                 _ => {}
             }
         }
         embed
+    }
+
+    /// `embed` for one app (`GET /v2/apps/{id}`): Marathon always adds tasks and the last
+    /// task failure there ("deprecated. For compatibility." in its `AppsResource.show`), and
+    /// clients such as the Python client's `kill_tasks(batch_size=…)` rely on it.
+    pub(crate) fn parse_for_one_app(query: &MarathonQuery) -> Self {
+        Self {
+            tasks: true,
+            last_task_failure: true,
+            ..Self::parse(query)
+        }
     }
 }
 
@@ -130,6 +146,7 @@ pub async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Response, M
 pub async fn get_path(
     State(state): State<ApiState>,
     Path(path): Path<String>,
+    headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, MarathonError> {
     let query = MarathonQuery::parse(&uri)?;
@@ -137,12 +154,19 @@ pub async fn get_path(
         AppPath::App(id) => {
             let id = path_id(&id)?;
             let (app, instances) = app_and_instances(&state, &id).await?;
-            let body = app_with_embeds(&app, &instances, &Embed::parse(&query))?;
+            let body = app_with_embeds(&app, &instances, &Embed::parse_for_one_app(&query))?;
             Ok(super::json(StatusCode::OK, &json!({"app": body})))
         }
         AppPath::Tasks(id) => {
             let id = path_id(&id)?;
-            let (_, instances) = app_and_instances(&state, &id).await?;
+            let (app, instances) = app_and_instances(&state, &id).await?;
+            if tasks::wants_text(&headers) {
+                return Ok(tasks::text_response(&tasks::endpoints_text(&[(
+                    &id,
+                    Some(&app),
+                    instances.as_slice(),
+                )])));
+            }
             let tasks: Vec<Value> = instances
                 .iter()
                 .map(|instance| tasks::task_json(&id, instance))
@@ -178,6 +202,10 @@ pub async fn get_path(
         AppPath::Restart(_) => Err(MarathonError::Other {
             code: StatusCode::METHOD_NOT_ALLOWED,
             message: "restart takes POST".to_owned(),
+        }),
+        AppPath::Task(..) => Err(MarathonError::Other {
+            code: StatusCode::METHOD_NOT_ALLOWED,
+            message: "a task takes DELETE; GET /v2/apps/{id}/tasks lists them".to_owned(),
         }),
     }
 }
@@ -340,19 +368,25 @@ pub async fn update_many(
     ))
 }
 
-/// `DELETE /v2/apps/{id}`: `{deploymentId, version}` of the app's stop.
+/// `DELETE /v2/apps/{id}`: `{deploymentId, version}` of the app's stop;
+/// `DELETE /v2/apps/{id}/tasks[/{taskId}]`: kills tasks (see [`kill_tasks`]).
 pub async fn delete_path(
     State(state): State<ApiState>,
     Path(path): Path<String>,
     uri: Uri,
 ) -> Result<Response, MarathonError> {
-    let AppPath::App(id) = AppPath::parse(&path) else {
-        return Err(MarathonError::Other {
-            code: StatusCode::METHOD_NOT_ALLOWED,
-            message: "DELETE is only supported on an app".to_owned(),
-        });
-    };
     let query = MarathonQuery::parse(&uri)?;
+    let id = match AppPath::parse(&path) {
+        AppPath::App(id) => id,
+        AppPath::Tasks(id) => return kill_tasks(&state, &id, None, &query).await,
+        AppPath::Task(id, task) => return kill_tasks(&state, &id, Some(&task), &query).await,
+        _ => {
+            return Err(MarathonError::Other {
+                code: StatusCode::METHOD_NOT_ALLOWED,
+                message: "DELETE is only supported on an app and its tasks".to_owned(),
+            });
+        }
+    };
     let id = path_id(&id)?;
     let request = app_request(&state, &id, query.force()?)?;
     let before = current_deployments(&request).await?;
@@ -368,6 +402,48 @@ pub async fn delete_path(
         StatusCode::OK,
         &app_json::deployment_result(&deployment, &version),
     ))
+}
+
+/// `DELETE /v2/apps/{id}/tasks?host=&scale=&wipe=&force=` (every task of the app, or those on
+/// `host`; `*` is every host) and `DELETE /v2/apps/{id}/tasks/{taskId}`: without `scale`
+/// `{"tasks": […]}` (one task: `{"task": …}`, 404 when the app has no such task), with
+/// `scale=true` the Scale deployment's `{deploymentId, version}`.
+async fn kill_tasks(
+    state: &ApiState,
+    id: &str,
+    task: Option<&str>,
+    query: &MarathonQuery,
+) -> Result<Response, MarathonError> {
+    let options = KillOptions::parse(query)?;
+    let id = path_id(id)?;
+    let (_, instances) = app_and_instances(state, &id).await?;
+    let chosen: Vec<Instance> = match task {
+        Some(task) => {
+            let found: Vec<Instance> = instances
+                .into_iter()
+                .filter(|instance| tasks::task_id(&id, instance) == task)
+                .collect();
+            if found.is_empty() {
+                return Err(MarathonError::NotFound(task_not_found(task)));
+            }
+            found
+        }
+        None => {
+            let host = query.one("host").filter(|host| !host.is_empty());
+            instances
+                .into_iter()
+                .filter(|instance| host.is_none_or(|host| tasks::on_host(instance, host)))
+                .collect()
+        }
+    };
+    let body = match kill::kill(state, &id, chosen, options).await? {
+        Killed::Deployment(result) => result,
+        Killed::Tasks(mut killed) if task.is_some() => {
+            json!({"task": killed.pop().unwrap_or(Value::Null)})
+        }
+        Killed::Tasks(killed) => json!({"tasks": killed}),
+    };
+    Ok(super::json(StatusCode::OK, &body))
 }
 
 /// What a create-or-update did.
@@ -518,7 +594,11 @@ fn rollback_version(body: &Value) -> Option<String> {
 }
 
 /// Translates a write-path failure; a deployment-lock conflict names the running deployments.
-async fn translate(request: &ResourceRequest, id: &MarathonId, error: ApiError) -> MarathonError {
+pub(crate) async fn translate(
+    request: &ResourceRequest,
+    id: &MarathonId,
+    error: ApiError,
+) -> MarathonError {
     let locked = matches!(
         &error,
         ApiError::Conflict { detail, .. } if detail.starts_with("App is locked")
@@ -536,7 +616,7 @@ async fn translate(request: &ResourceRequest, id: &MarathonId, error: ApiError) 
 }
 
 /// The app's JSON with the requested extras.
-fn app_with_embeds(
+pub(crate) fn app_with_embeds(
     app: &App,
     instances: &[Instance],
     embed: &Embed,
@@ -557,6 +637,12 @@ fn app_with_embeds(
         && let Some(failure) = app_json::last_task_failure(app, &id)
     {
         root.insert("lastTaskFailure".to_owned(), failure);
+    }
+    if embed.task_stats {
+        root.insert(
+            "taskStats".to_owned(),
+            tasks::task_stats(app, instances, crate::object::now()),
+        );
     }
     if embed.readiness {
         let results: Vec<Value> = instances
@@ -697,7 +783,7 @@ async fn current_deployments(request: &ResourceRequest) -> Result<Vec<String>, M
     })
 }
 
-fn deployments_of(object: &Value) -> Vec<String> {
+pub(crate) fn deployments_of(object: &Value) -> Vec<String> {
     object
         .pointer("/status/deployments")
         .and_then(Value::as_array)
@@ -712,7 +798,7 @@ fn deployments_of(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn decode_app(object: &Value) -> Result<App, MarathonError> {
+pub(crate) fn decode_app(object: &Value) -> Result<App, MarathonError> {
     serde_json::from_value(object.clone()).map_err(|error| MarathonError::Other {
         code: StatusCode::INTERNAL_SERVER_ERROR,
         message: format!("decode stored App: {error}"),
@@ -766,6 +852,10 @@ mod tests {
             ("prod/web/restart", AppPath::Restart("prod/web".into())),
             ("prod/web/tasks", AppPath::Tasks("prod/web".into())),
             ("prod/web/versions", AppPath::Versions("prod/web".into())),
+            (
+                "prod/web/tasks/prod_web.web-x7k2p",
+                AppPath::Task("prod/web".into(), "prod_web.web-x7k2p".into()),
+            ),
             (
                 "prod/web/versions/2015-09-25T15:13:48.343Z",
                 AppPath::Version("prod/web".into(), "2015-09-25T15:13:48.343Z".into()),

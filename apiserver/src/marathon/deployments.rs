@@ -1,5 +1,14 @@
-//! `GET /v2/deployments` from Deployment objects, and the deployment id a `/v2` write answers
-//! with.
+//! `GET /v2/deployments` from Deployment objects, `DELETE /v2/deployments/{id}`, and the
+//! deployment id a `/v2` write answers with.
+//!
+//! Deleting a deployment is the Deployment object's DELETE through the shared path, which is
+//! what the deployment controller's rollback hangs on: the Deployment carries the controller's
+//! finalizer, so an ordinary DELETE only marks it, and the controller rolls its App back to the
+//! version the deployment came from (or removes the App it was creating) — a change it turns
+//! into a new Deployment, whose `{deploymentId, version}` is the answer (200), as in Marathon.
+//! `?force=true` drops the finalizer first (`deployment_lock::before_delete`), so the
+//! Deployment just goes, without a rollback: 202 and no body. A deployment that is not running
+//! (unknown, or finished and only kept for `pacer rollout status`) is 404 in Marathon's words.
 //!
 //! The API server does not plan deployments: the deployment controller sees the App change
 //! and writes the Deployment, the AppVersion and the App's `status.deployments` in one
@@ -12,17 +21,22 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::Response;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use pacer_schemas::deployment::{AppRef, DeploymentAction};
 use pacer_schemas::{App, Deployment, MarathonId};
 use pacer_store::ListOptions;
 use serde_json::{Value, json};
 
-use super::app_json;
-use super::error::MarathonError;
+use super::error::{MarathonError, deployment_not_found};
 use super::tasks::marathon_time;
+use super::{FIELD_MANAGER, MarathonQuery, app_json};
+use crate::error::ApiError;
 use crate::kinds;
+use crate::params::Params;
+use crate::rest::{ResourceRequest, Subresource, Target, delete as rest_delete};
 use crate::state::ApiState;
 
 /// Longest a write waits for the deployment controller to start the deployment.
@@ -64,6 +78,97 @@ pub async fn list(State(state): State<ApiState>) -> Result<Response, MarathonErr
         }
     }
     Ok(super::json(axum::http::StatusCode::OK, &Value::Array(out)))
+}
+
+/// `DELETE /v2/deployments/{id}`: rolls the deployment back (200 `{deploymentId, version}` of
+/// the rollback), or with `force=true` stops it without one (202, no body).
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, MarathonError> {
+    let query = MarathonQuery::parse(&uri)?;
+    let force = query.force()?;
+    let kind = kinds::find_kind("Deployment").ok_or_else(|| MarathonError::Other {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        message: "the Deployment kind is not served".to_owned(),
+    })?;
+    let not_found = || MarathonError::NotFound(deployment_not_found(&id));
+    if id.is_empty() || id.contains('/') {
+        return Err(not_found());
+    }
+    let kv = state
+        .store
+        .get(&kind.key(None, &id))
+        .await?
+        .ok_or_else(not_found)?;
+    let deployment: Deployment =
+        serde_json::from_slice(&kv.value).map_err(|error| MarathonError::Other {
+            code: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("decode stored Deployment: {error}"),
+        })?;
+    if !deployment.phase().is_active() {
+        return Err(not_found());
+    }
+    // The App the rollback rewrites, and the deployments it had before (the new one is the
+    // one it gets next).
+    let app = match deployment.spec.affected_apps.first() {
+        Some(app) => {
+            let app_kind = kinds::find_kind("App").ok_or_else(|| MarathonError::Other {
+                code: StatusCode::INTERNAL_SERVER_ERROR,
+                message: "the App kind is not served".to_owned(),
+            })?;
+            let key = app_kind.key(Some(&app.namespace), &app.name);
+            let before = match state.store.get(&key).await? {
+                Some(kv) => serde_json::from_slice::<App>(&kv.value)
+                    .ok()
+                    .and_then(|app| app.status)
+                    .map(|status| status.deployments)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            Some((key, before))
+        }
+        None => None,
+    };
+    let request = ResourceRequest {
+        state: state.clone(),
+        target: Target {
+            kind,
+            namespace: None,
+            name: Some(id.clone()),
+            sub: Subresource::Main,
+        },
+        params: Params {
+            force,
+            ..Params::default()
+        },
+        headers: HeaderMap::new(),
+        manager_name: FIELD_MANAGER.to_owned(),
+    };
+    match rest_delete::delete(request, Body::empty()).await {
+        Ok(_) => {}
+        Err(ApiError::NotFound { .. }) => return Err(not_found()),
+        Err(error) => return Err(MarathonError::from(error)),
+    }
+    if force {
+        tracing::info!(deployment = %id, "deployment stopped through /v2 (no rollback)");
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    tracing::info!(deployment = %id, "deployment deleted through /v2: rolling back");
+    let (deployment_id, version) = match app {
+        Some((key, mut before)) => {
+            if !before.contains(&id) {
+                before.push(id.clone());
+            }
+            started_by_write(&state, &key, &before, None).await
+        }
+        None => (uuid::Uuid::new_v4().to_string(), app_json::now_version()),
+    };
+    Ok(super::json(
+        StatusCode::OK,
+        &app_json::deployment_result(&deployment_id, &version),
+    ))
 }
 
 /// Marathon's JSON of one Deployment.

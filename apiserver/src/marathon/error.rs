@@ -1,5 +1,5 @@
 //! Marathon's error bodies: `{message, details:[{path, errors}]}` (400, 422), `{message}`
-//! (404, 409) and `{message, deployments:[{id}]}` (409, app locked), and the one translation
+//! (404 for unknown apps, tasks and deployments, 409) and `{message, deployments:[{id}]}` (409, app locked), and the one translation
 //! from the API server's [`ApiError`] into them. Field paths of the schemas' validation
 //! (`spec.container.docker.image`, `spec.healthChecks[0].portIndex`) become Marathon's JSON
 //! paths (`/container/docker/image`, `/healthChecks(0)/portIndex`).
@@ -165,6 +165,16 @@ impl IntoResponse for MarathonError {
 /// Marathon's 404 message for an app.
 pub fn app_not_found(app_id: &str) -> String {
     format!("App '{app_id}' does not exist")
+}
+
+/// Marathon's 404 message for a task.
+pub fn task_not_found(task_id: &str) -> String {
+    format!("Task '{task_id}' does not exist")
+}
+
+/// Marathon's 404 message for a deployment.
+pub fn deployment_not_found(deployment_id: &str) -> String {
+    format!("DeploymentPlan {deployment_id} does not exist")
 }
 
 fn locked_message(deployments: &[String]) -> String {

@@ -6,9 +6,13 @@
 //!
 //! * `apps`: `/v2/apps` and `/v2/apps/{id}[/restart|/tasks|/versions[/{version}]]`.
 //! * `app_json`: the one translation between Marathon's app JSON and App objects.
-//! * `tasks`: Marathon tasks from Instances.
+//! * `groups`: `/v2/groups`, the group tree derived from App ids.
+//! * `tasks`: Marathon tasks from Instances, `/v2/tasks`, `POST /v2/tasks/delete`.
+//! * `kill`: killing tasks (with `scale`, `wipe`) the way Pacer kills instances.
 //! * `deployments`: `/v2/deployments`, and waiting for the deployment a write starts.
 //! * `queue`: `/v2/queue` (what waits to launch, the launch backoff) and its delay reset.
+//! * `events`: `/v2/events` (SSE) and `/v2/eventSubscriptions`, Marathon's events derived
+//!   from store changes.
 //! * `info`: `/v2/info`, `/v2/leader`, `/ping`.
 //! * `error`: Marathon's error bodies.
 //!
@@ -18,7 +22,10 @@ pub mod app_json;
 pub mod apps;
 pub mod deployments;
 pub mod error;
+pub mod events;
+pub mod groups;
 pub mod info;
+pub mod kill;
 pub mod queue;
 pub mod tasks;
 
@@ -44,12 +51,46 @@ pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/ping", get(info::ping))
         .route("/v2/info", get(info::info))
-        .route("/v2/leader", get(info::leader))
+        .route("/v2/leader", get(info::leader).delete(info::abdicate))
+        .route("/v2/tasks", get(tasks::list))
+        .route("/v2/tasks/delete", axum::routing::post(tasks::delete_many))
+        .route(
+            "/v2/deployments/{id}",
+            axum::routing::delete(deployments::delete),
+        )
         .route("/v2/deployments", get(deployments::list))
+        .route("/v2/events", get(events::stream))
+        .route(
+            "/v2/eventSubscriptions",
+            get(events::subscriptions::list)
+                .post(events::subscriptions::create)
+                .delete(events::subscriptions::delete),
+        )
         .route("/v2/queue", get(queue::list))
         .route(
             "/v2/queue/{*path}",
             axum::routing::delete(queue::delete_path),
+        )
+        .route(
+            "/v2/groups",
+            get(groups::get_root)
+                .post(groups::post_root)
+                .put(groups::put_root)
+                .delete(groups::delete_root),
+        )
+        .route(
+            "/v2/groups/",
+            get(groups::get_root)
+                .post(groups::post_root)
+                .put(groups::put_root)
+                .delete(groups::delete_root),
+        )
+        .route(
+            "/v2/groups/{*path}",
+            get(groups::get_path)
+                .post(groups::post_path)
+                .put(groups::put_path)
+                .delete(groups::delete_path),
         )
         .route(
             "/v2/apps",

@@ -31,7 +31,7 @@ use crate::state::ApiState;
 const OWNED: &[(&str, &str)] = &[("App", "instances"), ("App", "appversions")];
 
 /// How many times a delete retries after losing a compare-and-swap race.
-const MAX_ATTEMPTS: usize = 8;
+pub(crate) const MAX_ATTEMPTS: usize = 8;
 
 /// The body of a DELETE (Kubernetes' `DeleteOptions`); unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -331,7 +331,7 @@ fn check_preconditions(
 }
 
 /// Every object of a collection (all pages, at one revision) that passes `keep`.
-async fn list_all(
+pub(crate) async fn list_all(
     state: &ApiState,
     kind: &KindDef,
     namespace: Option<&str>,
