@@ -85,6 +85,8 @@ pub struct ApiState {
     pub(crate) hub: Arc<WatchHub>,
     /// Cancelled when the server shuts down: open watches end cleanly.
     pub(crate) shutdown: CancellationToken,
+    /// Marathon's event bus (`/v2/events`, `/v2/eventSubscriptions`).
+    pub(crate) events: Arc<crate::marathon::events::EventBus>,
 }
 
 impl ApiState {
@@ -97,12 +99,20 @@ impl ApiState {
             Arc::clone(&config),
             shutdown.clone(),
         ));
-        Self {
+        let state = Self {
             store,
             config,
             hub,
             shutdown,
+            events: Arc::default(),
+        };
+        // Callback subscriptions are durable: deliver them from the start (inside a runtime).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(crate::marathon::events::subscriptions::dispatch(
+                state.clone(),
+            ));
         }
+        state
     }
 
     /// Ends every open watch and stops the watch feeds (called by [`crate::serve`] on
