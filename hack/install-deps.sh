@@ -7,6 +7,7 @@
 #   libprotobuf-dev    the well-known .proto files (google/protobuf/*.proto) protoc imports
 #   etcd-server        etcd 3.4, the store that `pacer server` and the conformance suite use
 #   etcd-client        etcdctl, for poking at a store by hand and for benchmarks
+#   prometheus         for promtool: cli/tests/metrics.rs runs `promtool check metrics` on /metrics
 #   busybox-static     a static busybox that cli/tests/agent.rs copies into a FROM-scratch
 #                      Docker image (no registry can be reached, so test images are built)
 #   kubectl 1.20       Debian's kubernetes-client, for cli/tests/kubectl_1_20.rs: downloaded with
@@ -17,7 +18,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-apt_packages=(protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox-static)
+apt_packages=(protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox-static prometheus)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -64,7 +65,7 @@ if ! "$kubectl_120" version --client 2>/dev/null | grep -q 'GitVersion:"v1\.20\.
   exit 1
 fi
 
-for tool in protoc etcd etcdctl cargo; do
+for tool in protoc etcd etcdctl promtool cargo; do
   command -v "$tool" >/dev/null || { echo "hack/install-deps.sh: $tool is still missing" >&2; exit 1; }
 done
 for component in rustfmt clippy; do

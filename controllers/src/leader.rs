@@ -105,6 +105,9 @@ where
         }
     })?;
     let name = config.name.as_str();
+    // `pacer_controller_leader` and `pacer_controller_errors_total` of this controller.
+    let metrics = crate::controller_metrics::series(name);
+    metrics.leader.set(0);
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -143,9 +146,13 @@ where
             continue;
         };
         tracing::info!(controller = name, %lease, identity = %config.identity, "leading");
+        metrics.leader.set(1);
         let token = shutdown.child_token();
         let term = {
-            let run = controller(Arc::new(leadership), token.clone());
+            let run = crate::controller_metrics::scope(
+                name,
+                controller(Arc::new(leadership), token.clone()),
+            );
             tokio::pin!(run);
             tokio::select! {
                 () = shutdown.cancelled() => Term::Shutdown,
@@ -155,6 +162,9 @@ where
             // The controller's future is dropped here: it stops at once.
         };
         token.cancel();
+        metrics.leader.set(0);
+        // A replica that does not lead has no work waiting.
+        metrics.queue_depth.set(0);
         keeper.stop();
         revoke(store.as_ref(), lease, name).await;
         match term {
@@ -167,6 +177,7 @@ where
             }
             Term::Ended(Ok(())) => tracing::info!(controller = name, "controller ended"),
             Term::Ended(Err(error)) => {
+                metrics.errors.inc();
                 tracing::warn!(controller = name, %error, "controller failed; campaigning again")
             }
         }

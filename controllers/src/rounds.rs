@@ -12,13 +12,19 @@
 //! own error type (`PlacementError`, `NodeLifecycleError`, `HealthError`). [`commit`] runs one
 //! of its transactions, fenced under a leadership, and tells a refused fence
 //! ([`ControllerError::LostLeadership`]) from a lost compare.
+//!
+//! Inside a controller's [`scope`](crate::controller_metrics::scope) (every elected term),
+//! `Rounds` records the controller's metrics: each round's duration (from the wait that
+//! started it to the next wait) and its queue depth — the wake-ups that arrived since the last
+//! round started, i.e. the watched changes waiting for the next one.
 
 pub mod clock;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use pacer_metrics::ControllerSeries;
 use pacer_schemas::{Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
 use pacer_store::{Leadership, Revision, Store, StoreError, Txn, TxnOutcome};
@@ -39,6 +45,40 @@ pub struct Rounds {
     clock: Arc<dyn Clock>,
     next_resync: Instant,
     deadline: Option<Time>,
+    metrics: Option<RoundMetrics>,
+}
+
+/// A controller's series, and when its current round started.
+#[derive(Debug)]
+struct RoundMetrics {
+    series: ControllerSeries,
+    started: Mutex<Option<std::time::Instant>>,
+}
+
+/// Wakes a [`Rounds`] loop ([`Waker::notify_one`]); each wake-up counts in the controller's
+/// queue depth until the next round starts. Derefs to the [`Notify`] it wraps.
+#[derive(Clone, Debug)]
+pub struct Waker {
+    notify: Arc<Notify>,
+    queue_depth: Option<pacer_metrics::Gauge>,
+}
+
+impl Waker {
+    /// Makes the next round due (after the debounce).
+    pub fn notify_one(&self) {
+        if let Some(queue_depth) = &self.queue_depth {
+            queue_depth.inc();
+        }
+        self.notify.notify_one();
+    }
+}
+
+impl std::ops::Deref for Waker {
+    type Target = Notify;
+
+    fn deref(&self) -> &Notify {
+        &self.notify
+    }
 }
 
 impl Rounds {
@@ -52,6 +92,10 @@ impl Rounds {
             clock: Arc::new(SystemClock),
             next_resync: Instant::now(),
             deadline: None,
+            metrics: crate::controller_metrics::current().map(|name| RoundMetrics {
+                series: crate::controller_metrics::series(&name),
+                started: Mutex::new(None),
+            }),
         }
     }
 
@@ -64,18 +108,54 @@ impl Rounds {
 
     /// A handle that wakes the loop ([`Notify::notify_one`]), for the task that drives the
     /// caches; a wake-up while a round runs is kept for the next wait.
-    pub fn waker(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
+    pub fn waker(&self) -> Waker {
+        Waker {
+            notify: Arc::clone(&self.wake),
+            queue_depth: self
+                .metrics
+                .as_ref()
+                .map(|metrics| metrics.series.queue_depth.clone()),
+        }
     }
 
     /// Makes the next round due (after the debounce).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.waker().notify_one();
     }
 
     /// Waits until the next round is due: `true` to run it, `false` once `shutdown` is
     /// cancelled.
     pub async fn next(&self, shutdown: &CancellationToken) -> bool {
+        self.round_ended();
+        let due = self.wait(shutdown).await;
+        if due && let Some(metrics) = &self.metrics {
+            metrics.series.queue_depth.set(0);
+            *metrics
+                .started
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// Records the duration of the round that just ended, if one ran.
+    fn round_ended(&self) {
+        if let Some(metrics) = &self.metrics {
+            let started = metrics
+                .started
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(started) = started {
+                metrics
+                    .series
+                    .reconcile
+                    .observe(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    async fn wait(&self, shutdown: &CancellationToken) -> bool {
         tokio::select! {
             () = shutdown.cancelled() => return false,
             () = self.wake.notified() => {}

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 pub mod kubectl;
 pub mod marathon_client;
+pub mod metrics;
 pub mod process;
 pub mod wait;
 
