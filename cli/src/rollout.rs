@@ -1,6 +1,6 @@
-//! `pacer rollout history|undo|restart|status APP`: an App's version history (its
-//! `AppVersion` objects), rolling back to an earlier version, a rolling restart, and following
-//! a rollout to its end.
+//! `pacer rollout history|undo|restart|status|promote APP`: an App's version history (its
+//! `AppVersion` objects), rolling back to an earlier version, a rolling restart, following
+//! a rollout to its end, and promoting a paused canary.
 //!
 //! * `history` lists the versions oldest first, marking the current one.
 //! * `undo` writes the snapshot of the previous revision (or `--to-version`, a revision number
@@ -9,17 +9,26 @@
 //!   `PUT /v2/apps/{id} {"version": …}` does.
 //! * `restart` sets the `pacer.dev/restartedAt` annotation to now: a new version with the same
 //!   spec, whose deployment replaces every instance (Marathon's `POST /v2/apps/{id}/restart`).
-//! * `status` follows the deployment of the App's current revision, printing its progress
-//!   when it changes, and exits 0 when it succeeded, 1 when it failed or was cancelled.
+//! * `status` follows the deployment of the App's current revision — a progress bar
+//!   (indicatif) of the new instances that run healthy when stdout is a terminal, a line per
+//!   change otherwise — and exits 0 when it succeeded, 1 when it failed, was cancelled, or was
+//!   rolled back by `autoRevert` (it keeps following the deployment it found first, and a
+//!   current deployment that `reverts` another reports that one's failure).
+//! * `promote` promotes the App's running deployment past its canary pause
+//!   (`upgradeStrategy.canary`): it sets the `pacer.dev/promoted` annotation on the
+//!   Deployment, which the deployment controller reads (a metadata write: never locked).
 //!
 //! While a deployment of the App runs, the server refuses `undo` and `restart` with 409 naming
 //! it (Marathon's lock); wait for it, or force the change with `kubectl … ?force=true`.
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use pacer_client::{Api, ListParams, PatchParams, PostParams};
 use pacer_schemas::app_version::RESTARTED_AT_ANNOTATION;
 use pacer_schemas::deployment::{
-    DeploymentActionKind, DeploymentPhase, labels as deployment_labels,
+    DeploymentActionKind, DeploymentPhase, PROMOTED_ANNOTATION, labels as deployment_labels,
 };
 use pacer_schemas::{App, AppVersion, Deployment, Instance};
 use serde_json::json;
@@ -37,8 +46,10 @@ pub(crate) enum RolloutCommand {
     /// Replace every instance of an App under its upgrade strategy.
     Restart(RolloutArgs),
     /// Follow the App's current deployment until it ends: exit 0 when it succeeded, 1 when it
-    /// failed or was cancelled.
+    /// failed, was cancelled or was rolled back automatically.
     Status(StatusArgs),
+    /// Promote the App's paused canary: roll the rest of its instances.
+    Promote(RolloutArgs),
 }
 
 /// Options of `pacer rollout status`.
@@ -78,6 +89,7 @@ pub(crate) async fn run(command: RolloutCommand) -> anyhow::Result<Outcome> {
         RolloutCommand::Undo(args) => undo(args).await,
         RolloutCommand::Restart(args) => restart(args).await,
         RolloutCommand::Status(args) => status(args).await,
+        RolloutCommand::Promote(args) => promote(args).await,
     }
 }
 
@@ -207,6 +219,99 @@ async fn restart(args: RolloutArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The App's running deployment (named in its status), if any.
+async fn running_deployment(
+    apps: &Api<App>,
+    deployments: &Api<Deployment>,
+    name: &str,
+) -> anyhow::Result<Option<Deployment>> {
+    let app = apps
+        .get(name)
+        .await
+        .with_context(|| format!("get app {name:?}"))?;
+    for candidate in app.status.iter().flat_map(|status| &status.deployments) {
+        let deployment = deployments
+            .get(candidate)
+            .await
+            .with_context(|| format!("get deployment {candidate}"))?;
+        if deployment.phase().is_active() {
+            return Ok(Some(deployment));
+        }
+    }
+    Ok(None)
+}
+
+async fn promote(args: RolloutArgs) -> anyhow::Result<Outcome> {
+    let (client, settings) = args.connect.connect()?;
+    let name = app_name(&args.app).to_owned();
+    let apps: Api<App> = Api::namespaced(client.clone(), &settings.namespace);
+    let deployments: Api<Deployment> = Api::all(client);
+    let Some(deployment) = running_deployment(&apps, &deployments, &name).await? else {
+        bail!("app {name:?} has no running deployment to promote");
+    };
+    let id = deployment.metadata.name_str().to_owned();
+    let now = jiff::Timestamp::now().to_string();
+    deployments
+        .patch_merge(
+            &id,
+            &PatchParams::default(),
+            &json!({"metadata": {"annotations": {PROMOTED_ANNOTATION: now}}}),
+        )
+        .await
+        .with_context(|| format!("promote deployment {id}"))?;
+    println!("deployment {id} of app.pacer.dev/{name} promoted");
+    Ok(Outcome::Success)
+}
+
+/// How `status` shows progress: a bar on a terminal, a line per change otherwise.
+enum Display {
+    Bar(ProgressBar),
+    Lines { last: String },
+}
+
+impl Display {
+    fn new() -> Self {
+        if !std::io::stdout().is_terminal() {
+            return Self::Lines {
+                last: String::new(),
+            };
+        }
+        let bar = ProgressBar::new(0);
+        let style = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} healthy  {msg}")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self::Bar(bar)
+    }
+
+    /// Shows a waiting line, and on a bar the new instances healthy out of the target.
+    fn progress(&mut self, line: String, healthy: Option<(u64, u64)>) {
+        match self {
+            Self::Bar(bar) => {
+                if let Some((position, length)) = healthy {
+                    bar.set_length(length);
+                    bar.set_position(position);
+                }
+                bar.set_message(line);
+            }
+            Self::Lines { last } => {
+                if line != *last {
+                    println!("{line}");
+                    *last = line;
+                }
+            }
+        }
+    }
+
+    /// Clears the bar before a final line.
+    fn finish(&self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let (client, settings) = args.target.connect.connect()?;
     let name = app_name(&args.target.app).to_owned();
@@ -219,80 +324,135 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         settings.namespace
     );
     let deadline = std::time::Instant::now() + args.timeout;
-    let mut last = String::new();
+    let mut display = Display::new();
+    // Once found, the deployment is followed by name, so a rollback that moves the App to a
+    // new revision cannot turn a failed rollout into a success.
+    let mut following: Option<String> = None;
     loop {
-        let app = apps
-            .get(&name)
-            .await
-            .with_context(|| format!("get app {name:?}"))?;
-        let status = app.status.clone().unwrap_or_default();
-        let line = if status.observed_generation != app.metadata.generation {
-            "Waiting for the deployment controller to see the change...".to_owned()
-        } else {
-            let list = deployments
-                .list_all(&ListParams::default().labels(selector.clone()))
-                .await
-                .context("list deployments")?;
-            let current = list.items.into_iter().find(|deployment| {
-                deployment
+        let found = match &following {
+            Some(id) => Some(
+                deployments
+                    .get(id)
+                    .await
+                    .with_context(|| format!("get deployment {id}"))?,
+            ),
+            None => {
+                let app = apps
+                    .get(&name)
+                    .await
+                    .with_context(|| format!("get app {name:?}"))?;
+                let status = app.status.clone().unwrap_or_default();
+                if status.observed_generation == app.metadata.generation {
+                    let list = deployments
+                        .list_all(&ListParams::default().labels(selector.clone()))
+                        .await
+                        .context("list deployments")?;
+                    let current = list.items.into_iter().find(|deployment| {
+                        deployment
+                            .spec
+                            .steps
+                            .first()
+                            .and_then(|step| step.actions.first())
+                            .is_some_and(|action| {
+                                // The version (a millisecond timestamp) tells this App's
+                                // deployment from an earlier App of the same name whose
+                                // revision numbers repeat.
+                                action.revision == status.revision
+                                    && (status.current_version.is_none()
+                                        || action.version == status.current_version)
+                                    && action.action != DeploymentActionKind::StopApplication
+                            })
+                    });
+                    let Some(current) = current else {
+                        display.finish();
+                        bail!(
+                            "app {name:?} has no deployment of revision {:?}",
+                            status.revision
+                        );
+                    };
+                    if let Some(reverted) = current.spec.reverts.clone() {
+                        // The App's current revision is an automatic rollback: the rollout
+                        // the user waits for failed.
+                        let failed = deployments.get(&reverted).await.ok();
+                        let message = failed
+                            .as_ref()
+                            .and_then(|d| d.status.as_ref())
+                            .and_then(|s| s.message.clone())
+                            .unwrap_or_else(|| "failed".to_owned());
+                        display.finish();
+                        eprintln!(
+                            "deployment {reverted} of app {name}: Failed: {message} (rollback: \
+                             deployment {})",
+                            current.metadata.name_str()
+                        );
+                        return Ok(Outcome::Failed);
+                    }
+                    following = Some(current.metadata.name_str().to_owned());
+                    Some(current)
+                } else {
+                    None
+                }
+            }
+        };
+        match found {
+            None => display.progress(
+                "Waiting for the deployment controller to see the change...".to_owned(),
+                None,
+            ),
+            Some(deployment) => {
+                let id = deployment.metadata.name_str().to_owned();
+                let phase = deployment.phase();
+                let detail = deployment.status.as_ref();
+                let revision = deployment
                     .spec
                     .steps
                     .first()
                     .and_then(|step| step.actions.first())
-                    .is_some_and(|action| {
-                        // The version (a millisecond timestamp) tells this App's deployment
-                        // from an earlier App of the same name whose revision numbers repeat.
-                        action.revision == status.revision
-                            && (status.current_version.is_none()
-                                || action.version == status.current_version)
-                            && action.action != DeploymentActionKind::StopApplication
-                    })
-            });
-            let Some(deployment) = current else {
-                bail!(
-                    "app {name:?} has no deployment of revision {:?}",
-                    status.revision
-                );
-            };
-            let id = deployment.metadata.name_str().to_owned();
-            let phase = deployment.phase();
-            let detail = deployment.status.as_ref();
-            match phase {
-                DeploymentPhase::Succeeded => {
-                    println!(
-                        "deployment {id} of app {name} (revision {}) succeeded",
-                        status.revision.unwrap_or_default()
-                    );
-                    return Ok(Outcome::Success);
-                }
-                DeploymentPhase::Failed | DeploymentPhase::Cancelled => {
-                    let message = detail.and_then(|d| d.message.clone()).unwrap_or_default();
-                    eprintln!("deployment {id} of app {name}: {phase:?}: {message}");
-                    return Ok(Outcome::Failed);
-                }
-                DeploymentPhase::Pending | DeploymentPhase::Running => {
-                    match detail.and_then(|d| d.current_actions.first()) {
-                        Some(action) => format!(
-                            "Waiting for deployment {id}: {}/{} new instances healthy, {} old left{}",
-                            action.healthy_instances.unwrap_or(0),
-                            action.target_instances.unwrap_or(0),
-                            action.old_instances.unwrap_or(0),
-                            action
-                                .waiting_for
-                                .as_ref()
-                                .map(|what| format!(" (waiting for {what})"))
-                                .unwrap_or_default()
-                        ),
-                        None => format!("Waiting for deployment {id} to start..."),
+                    .and_then(|action| action.revision)
+                    .unwrap_or_default();
+                match phase {
+                    DeploymentPhase::Succeeded => {
+                        display.finish();
+                        println!("deployment {id} of app {name} (revision {revision}) succeeded");
+                        return Ok(Outcome::Success);
+                    }
+                    DeploymentPhase::Failed | DeploymentPhase::Cancelled => {
+                        let message = detail.and_then(|d| d.message.clone()).unwrap_or_default();
+                        display.finish();
+                        eprintln!("deployment {id} of app {name}: {phase:?}: {message}");
+                        return Ok(Outcome::Failed);
+                    }
+                    DeploymentPhase::Pending | DeploymentPhase::Running => {
+                        match detail.and_then(|d| d.current_actions.first()) {
+                            Some(action) => {
+                                let healthy = action.healthy_instances.unwrap_or(0);
+                                let target = action.target_instances.unwrap_or(0);
+                                let waiting = action
+                                    .waiting_for
+                                    .as_ref()
+                                    .map(|what| format!(" (waiting for {what})"))
+                                    .unwrap_or_default();
+                                display.progress(
+                                    format!(
+                                        "Waiting for deployment {id}: {healthy}/{target} new \
+                                         instances healthy, {} old left{waiting}",
+                                        action.old_instances.unwrap_or(0),
+                                    ),
+                                    Some((
+                                        u64::try_from(healthy).unwrap_or(0),
+                                        u64::try_from(target).unwrap_or(0),
+                                    )),
+                                );
+                            }
+                            None => display
+                                .progress(format!("Waiting for deployment {id} to start..."), None),
+                        }
                     }
                 }
             }
-        };
-        if line != last {
-            println!("{line}");
-            last = line;
         }
         if std::time::Instant::now() >= deadline {
+            display.finish();
             bail!(
                 "app {name:?}: the rollout did not finish within {:?}",
                 args.timeout

@@ -75,6 +75,28 @@ pub fn dependency_cycles(apps: &[App]) -> Vec<Vec<MarathonId>> {
     cycles
 }
 
+/// The dependency cycle that App `namespace`/`name` sits on among `apps` (which include it as
+/// it is about to be stored), as sorted Marathon ids, if any. The API server refuses such a
+/// write (a cycle would deadlock every deployment that orders by dependencies).
+pub fn cycle_through(apps: &[App], namespace: &str, name: &str) -> Option<Vec<MarathonId>> {
+    let namespace = Some(namespace)
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let id = MarathonId::from_object(namespace, name).ok()?;
+    dependency_cycles(apps)
+        .into_iter()
+        .find(|cycle| cycle.contains(&id))
+}
+
+/// A cycle as text: `/a → /b → /a`.
+pub fn cycle_text(cycle: &[MarathonId]) -> String {
+    let mut text: Vec<String> = cycle.iter().map(ToString::to_string).collect();
+    if let Some(first) = text.first().cloned() {
+        text.push(first);
+    }
+    text.join(" → ")
+}
+
 /// Tarjan's algorithm, iterative (no recursion depth limit on long dependency chains).
 fn strongly_connected(edges: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
     const UNVISITED: usize = usize::MAX;
@@ -216,6 +238,15 @@ mod tests {
             ],
             &[],
         );
+    }
+
+    #[test]
+    fn the_cycle_through_an_app_is_named() {
+        let apps = [app("/a", &["/b"]), app("/b", &["/a"]), app("/c", &["/a"])];
+        let cycle = cycle_through(&apps, "default", "a").unwrap();
+        assert_eq!(cycle_text(&cycle), "/a → /b → /a");
+        assert!(cycle_through(&apps, "default", "c").is_none());
+        assert!(cycle_through(&apps, "", "b").is_some());
     }
 
     #[test]

@@ -171,9 +171,14 @@ pub struct DeploymentStatus {
     /// Why it failed or was cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Conditions.
+    /// Conditions: `Paused` (a canary waits for `pacer rollout promote`), `Progressing`
+    /// (False with the reason once it failed) and `Reverted` (rolled back by `autoRevert`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Pacer: when the rollout last made progress (a new instance turned healthy capacity, an
+    /// old one went, or a canary was promoted); `progressDeadlineSeconds` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_at: Option<Time>,
 }
 
 /// An action of the current step and how far it got.
@@ -208,6 +213,37 @@ pub struct ActionStatus {
 /// then rolls its App back first (Marathon's `DELETE /v2/deployments/{id}`); a forced delete
 /// (`?force=true`) drops it, so the Deployment goes at once without a rollback.
 pub const DEPLOYMENT_FINALIZER: &str = "pacer.dev/deployment-controller";
+
+/// Pacer: the annotation that promotes a paused canary (`pacer rollout promote APP` sets it on
+/// the Deployment, value the time of the promotion). The deployment controller reads it; once
+/// present, the rest of the instances roll under the normal upgrade strategy.
+pub const PROMOTED_ANNOTATION: &str = "pacer.dev/promoted";
+
+/// Pacer: the annotation the deployment controller sets on an App it rolled back by
+/// `autoRevert`, naming the failed Deployment; the Deployment of the rollback then names it in
+/// `spec.reverts` (and neither pauses for a canary nor reverts again).
+pub const AUTO_REVERT_OF_ANNOTATION: &str = "pacer.dev/auto-revert-of";
+
+/// Condition types and reasons of a Deployment's `status.conditions`.
+pub mod conditions {
+    /// `True` while a canary waits for promotion (reason [`AWAITING_PROMOTION`]); `False` with
+    /// [`PROMOTED`] after it.
+    pub const PAUSED: &str = "Paused";
+    /// `False` once the deployment failed, with the reason why.
+    pub const PROGRESSING: &str = "Progressing";
+    /// `True` when `autoRevert` rolled the App back after this deployment failed.
+    pub const REVERTED: &str = "Reverted";
+    /// The canary instances are up; waiting for `pacer rollout promote`.
+    pub const AWAITING_PROMOTION: &str = "AwaitingPromotion";
+    /// The canary was promoted.
+    pub const PROMOTED: &str = "Promoted";
+    /// No progress within `progressDeadlineSeconds` (Kubernetes' reason).
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// An instance of the new version failed (crashed, or was killed for failing health).
+    pub const INSTANCE_FAILED: &str = "InstanceFailed";
+    /// Rolled back automatically (`upgradeStrategy.autoRevert`).
+    pub const AUTO_REVERTED: &str = "AutoReverted";
+}
 
 /// Labels the deployment controller puts on Deployments.
 pub mod labels {

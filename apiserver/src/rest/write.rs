@@ -114,6 +114,7 @@ pub async fn create_value(
             }
         };
         let mut admitted = kind.admit(candidate, None, validation)?;
+        crate::dependency_admission::check(request, kind, None, &admitted.object).await?;
         managed::set_entries(&mut admitted.object, &entries)
             .map_err(|error| ApiError::Internal(format!("encode managedFields: {error}")))?;
         let name = object::name(&admitted.object).to_owned();
@@ -406,6 +407,7 @@ where
         let admitted = kind.admit(prepared, Some(&current), validation)?;
         let mut new = admitted.object;
         crate::deployment_lock::check_update(request, &current, &new).await?;
+        crate::dependency_admission::check(request, kind, Some(&current), &new).await?;
         bump_generation(kind, &current, &mut new)?;
         let entries = match operation {
             Operation::Apply => managed::entries_of(&new),

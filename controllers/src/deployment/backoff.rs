@@ -98,7 +98,13 @@ pub fn launch_failure(instance: &Instance) -> Option<InstanceFailure> {
         .goal
         .as_ref()
         .is_none_or(|goal| *goal == InstanceGoal::Running);
-    let health_kill = status.reason.as_deref() == Some(HEALTH_KILL_REASON);
+    // The health controller's reason, or — when a fast agent already overwrote it with its
+    // own `Killed` — a decommissioned instance whose health results show the failure.
+    let failed_check = (!goal_running)
+        .then(|| failed_health_check(instance))
+        .flatten();
+    let health_kill =
+        status.reason.as_deref() == Some(HEALTH_KILL_REASON) || failed_check.is_some();
     let ended = matches!(
         status.phase,
         InstancePhase::Failed | InstancePhase::Finished
@@ -111,11 +117,14 @@ pub fn launch_failure(instance: &Instance) -> Option<InstanceFailure> {
     } else {
         status.phase
     };
-    let message = status.message.clone().or_else(|| {
-        status
-            .exit_code
-            .map(|code| format!("exited with code {code}"))
-    });
+    let message = match failed_check {
+        Some(message) if status.reason.as_deref() != Some(HEALTH_KILL_REASON) => Some(message),
+        _ => status.message.clone().or_else(|| {
+            status
+                .exit_code
+                .map(|code| format!("exited with code {code}"))
+        }),
+    };
     Some(InstanceFailure {
         instance: Some(instance.metadata.name_str().to_owned()),
         node_name: instance.spec.node_name.clone(),
@@ -129,6 +138,28 @@ pub fn launch_failure(instance: &Instance) -> Option<InstanceFailure> {
         version: Some(instance.spec.app_version.clone()),
         reason: status.reason.clone(),
         exit_code: status.exit_code,
+    })
+}
+
+/// The health check result of `instance` that failed `maxConsecutiveFailures` times in a row
+/// (0 disables the kill), as a message; the same rule the health controller kills by.
+fn failed_health_check(instance: &Instance) -> Option<String> {
+    let status = instance.status.as_ref()?;
+    let checks = instance.spec.template.as_ref()?.health_checks.as_ref()?;
+    status.health.iter().find_map(|result| {
+        let check = checks.get(usize::try_from(result.index).ok()?)?;
+        let max = check.max_consecutive_failures.unwrap_or(3);
+        (max > 0 && !result.alive && result.consecutive_failures >= max).then(|| {
+            format!(
+                "health check {} failed {} times in a row: {}",
+                result.index,
+                result.consecutive_failures,
+                result
+                    .last_failure_cause
+                    .as_deref()
+                    .unwrap_or("no cause given")
+            )
+        })
     })
 }
 
@@ -491,5 +522,57 @@ mod tests {
         instance.metadata.annotations =
             Some([(FAILURE_RECORDED_ANNOTATION.to_owned(), "true".to_owned())].into());
         assert_eq!(launch_failure(&instance), None);
+    }
+
+    /// A fast agent (hollow) may report `Killed` over the health controller's reason before
+    /// the deployment controller looks: the failing results still show the health kill.
+    #[test]
+    fn a_health_kill_shows_in_the_results_when_the_reason_was_overwritten() {
+        use pacer_schemas::AppSpec;
+        use pacer_schemas::health::HealthCheck;
+        use pacer_schemas::instance::HealthCheckResult;
+
+        let mut instance = Instance::default();
+        instance.metadata.name = Some("web-abc".into());
+        instance.spec.goal = Some(InstanceGoal::Decommissioned);
+        instance.spec.template = Some(AppSpec {
+            health_checks: Some(vec![HealthCheck {
+                max_consecutive_failures: Some(3),
+                ..HealthCheck::default()
+            }]),
+            ..AppSpec::default()
+        });
+        let result = |failures: i32, alive: bool| HealthCheckResult {
+            index: 0,
+            alive,
+            consecutive_failures: failures,
+            last_failure_cause: Some("connection refused".into()),
+            ..HealthCheckResult::default()
+        };
+        for (results, goal, counts) in [
+            (vec![result(3, false)], InstanceGoal::Decommissioned, true),
+            (vec![result(2, false)], InstanceGoal::Decommissioned, false),
+            (vec![result(3, true)], InstanceGoal::Decommissioned, false),
+            (vec![], InstanceGoal::Decommissioned, false),
+            // Goal Running and killed: not a decommission at all.
+            (vec![result(3, false)], InstanceGoal::Running, false),
+        ] {
+            instance.spec.goal = Some(goal.clone());
+            instance.status = Some(InstanceStatus {
+                phase: InstancePhase::Killed,
+                reason: Some("Killed".into()),
+                message: Some("killed on request".into()),
+                health: results.clone(),
+                ..InstanceStatus::default()
+            });
+            let failure = launch_failure(&instance);
+            assert_eq!(failure.is_some(), counts, "{results:?} {goal:?}");
+            if let Some(failure) = failure {
+                assert_eq!(
+                    failure.message.as_deref(),
+                    Some("health check 0 failed 3 times in a row: connection refused")
+                );
+            }
+        }
     }
 }

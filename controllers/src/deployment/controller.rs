@@ -27,7 +27,7 @@
 //! running ones; the kept ones serve `pacer rollout status`) and deleted after
 //! [`DeploymentConfig::finished_retention`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,18 +37,25 @@ use pacer_client::runtime::reflector::{self, Writer};
 use pacer_client::runtime::watcher::{self, watcher};
 use pacer_schemas::app::{InstanceFailure, VersionInfo};
 use pacer_schemas::app_version::{AppVersionSpec, RESTARTED_AT_ANNOTATION};
+use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
 use pacer_schemas::deployment::{
-    ActionStatus, DeploymentAction, DeploymentActionKind, DeploymentPhase, DeploymentStatus,
+    AUTO_REVERT_OF_ANNOTATION, ActionStatus, DeploymentAction, DeploymentActionKind,
+    DeploymentPhase, DeploymentStatus, PROMOTED_ANNOTATION, conditions,
 };
+use pacer_schemas::event::EventType;
 use pacer_schemas::instance::{InstanceGoal, InstancePhase};
 use pacer_schemas::{App, AppStatus, AppVersion, Deployment, Instance, Resource, Time};
 use pacer_store::{Leadership, Revision, Store};
 use tokio_util::sync::CancellationToken;
 
+use super::auto_revert::{
+    DEPENDENCY_CYCLE, Failure, ProgressInputs, Verdict, deadline_at, judge, progressed, verdict,
+};
 use super::backoff::{
     BackoffDecision, BackoffInputs, BackoffPolicy, FAILURE_RECORDED_ANNOTATION, decide,
     launch_failure,
 };
+use super::canary::{canary_size, canary_step};
 use super::dependencies::Dependencies;
 use super::objects::{
     action_of, app_ref, config_of, counts_as_capacity, instance_state, is_stop, new_app_version,
@@ -56,6 +63,7 @@ use super::objects::{
 };
 use super::rolling::{StepPlan, plan_step};
 use super::writes::{KeyWrite, Unit, Written, write_units};
+use crate::events::{EventDraft, involved, new_event};
 use crate::placement::ObjectKey;
 use crate::rounds::{AbortOnDrop, ControllerError, Rounds, SeenRevisions, encode_at};
 use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
@@ -64,6 +72,8 @@ use crate::store_source::{StoreSource, object_revision, registry_key, registry_p
 pub const CONTROLLER_NAME: &str = "deployment";
 /// The finalizer that keeps an App until its Instances are stopped.
 pub const FINALIZER: &str = "pacer.dev/deployment-controller";
+/// The `source.component` of its Events.
+pub const COMPONENT: &str = "deployment-controller";
 
 /// How the deployment controller runs.
 #[derive(Clone, Debug)]
@@ -387,8 +397,19 @@ impl DeploymentController {
         }
         let graph = Dependencies::of(apps.iter().map(Arc::as_ref));
 
+        // Failed Deployments already rolled back by another (`spec.reverts`).
+        let reverted: HashSet<&str> = deployments
+            .iter()
+            .filter_map(|deployment| deployment.spec.reverts.as_deref())
+            .collect();
+        let failed: HashSet<&str> = deployments
+            .iter()
+            .filter(|deployment| deployment.phase() == DeploymentPhase::Failed)
+            .map(|deployment| deployment.metadata.name_str())
+            .collect();
+
         // First pass: the rolling plans of Apps without a pending change.
-        let mut plans: HashMap<ObjectKey, StepPlan> = HashMap::new();
+        let mut plans: HashMap<ObjectKey, Planned> = HashMap::new();
         for state in &states {
             if state.deleting() || state.changed() || !state.has_finalizer() {
                 continue;
@@ -401,8 +422,27 @@ impl DeploymentController {
                 .iter()
                 .map(|instance| instance_state(instance, &latest.spec.config_version))
                 .collect();
-            let plan = plan_step(state.target(), &strategy_of(&state.app.spec), &observed);
-            plans.insert(state.key.clone(), plan);
+            let strategy = strategy_of(&state.app.spec);
+            let canary = state
+                .active
+                .iter()
+                .copied()
+                .find(|d| !is_stop(d))
+                .and_then(|deployment| canary_of(state, deployment));
+            let planned = match canary {
+                Some(size) => {
+                    let step = canary_step(state.target(), size, &strategy, &observed);
+                    Planned {
+                        plan: step.plan,
+                        paused: step.paused,
+                    }
+                }
+                None => Planned {
+                    plan: plan_step(state.target(), &strategy, &observed),
+                    paused: false,
+                },
+            };
+            plans.insert(state.key.clone(), planned);
         }
 
         for state in &states {
@@ -413,14 +453,26 @@ impl DeploymentController {
                 continue;
             }
             if state.changed() || !state.has_finalizer() {
-                units.push(self.new_version(state, now)?);
+                // A change the controller made itself to roll back a failed deployment.
+                let reverts = state
+                    .app
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|annotations| annotations.get(AUTO_REVERT_OF_ANNOTATION))
+                    .filter(|name| {
+                        failed.contains(name.as_str()) && !reverted.contains(name.as_str())
+                    })
+                    .cloned();
+                units.push(self.new_version(state, reverts, now)?);
                 stats.versions += 1;
                 continue;
             }
-            let (Some(plan), Some(latest)) = (plans.get(&state.key), state.latest()) else {
+            let (Some(planned), Some(latest)) = (plans.get(&state.key), state.latest()) else {
                 continue;
             };
-            let mut plan = plan.clone();
+            let paused = planned.paused;
+            let mut plan = planned.plan.clone();
             let launch =
                 self.launch_backoff(state, &mut plan, &latest.spec.config_version, precise_now);
             if let Some(at) = launch.decision.wake_at {
@@ -429,16 +481,75 @@ impl DeploymentController {
             let plan = &plan;
             let deployment = state.active.iter().copied().find(|d| !is_stop(d));
             let mut waiting_for = None;
-            let mut failed = None;
-            if let Some(cycle) = graph.cycle_of(&state.key) {
-                failed = Some(format!("dependency cycle: {cycle}"));
-            } else if deployment.is_some() {
+            let mut failure = graph.cycle_of(&state.key).map(|cycle| Failure {
+                reason: DEPENDENCY_CYCLE,
+                message: format!("dependency cycle: {cycle}"),
+            });
+            if failure.is_none() && deployment.is_some() {
                 waiting_for = graph
                     .depends_on(&state.key)
-                    .find(|dependency| !plans.get(*dependency).is_some_and(|plan| plan.done))
+                    .find(|dependency| {
+                        !plans
+                            .get(*dependency)
+                            .is_some_and(|planned| planned.plan.done)
+                    })
                     .map(|dependency| format!("dependency {dependency} to be healthy"));
             }
-            let hold = failed.is_some() || waiting_for.is_some();
+            if paused && waiting_for.is_none() {
+                waiting_for = Some(format!(
+                    "promotion of the canary (pacer rollout promote {})",
+                    state.app.metadata.name_str()
+                ));
+            }
+            // Progress, the deadline and failures of new instances (autoRevert).
+            let mut last_progress_at = None;
+            let mut promoted_now = false;
+            if let Some(deployment) = deployment {
+                let previous = deployment.status.clone().unwrap_or_default();
+                promoted_now = is_promoted(deployment)
+                    && find_condition(&previous.conditions, conditions::PAUSED)
+                        .is_some_and(Condition::is_true);
+                last_progress_at = if promoted_now
+                    || progressed(previous.current_actions.first(), &plan.progress)
+                {
+                    Some(now)
+                } else {
+                    previous.last_progress_at.or(previous.started_at)
+                };
+                let new_failures: Vec<(String, String)> = launch
+                    .failures
+                    .iter()
+                    .filter(|(instance, _)| instance.spec.app_version == latest.spec.config_version)
+                    .map(|(instance, what)| {
+                        (
+                            instance.metadata.name_str().to_owned(),
+                            what.message
+                                .clone()
+                                .or_else(|| what.phase.clone())
+                                .unwrap_or_else(|| "failed".to_owned()),
+                        )
+                    })
+                    .collect();
+                let upgrade = state.app.spec.upgrade_strategy.clone().unwrap_or_default();
+                let inputs = ProgressInputs {
+                    deadline_seconds: upgrade.progress_deadline_seconds,
+                    auto_revert: upgrade.auto_revert == Some(true),
+                    last_progress_at,
+                    paused,
+                    new_failures: &new_failures,
+                    now,
+                };
+                if failure.is_none() {
+                    failure = judge(&inputs);
+                }
+                if failure.is_none()
+                    && let Some(at) = deadline_at(&inputs)
+                    && let Some(wake) = Time::from_unix_seconds(at.as_unix_seconds() + 1)
+                {
+                    stats.wake_at = Some(stats.wake_at.map_or(wake, |current| current.min(wake)));
+                }
+            }
+            let hold = failure.is_some() || waiting_for.is_some();
             if !hold {
                 self.instance_writes(
                     state,
@@ -453,14 +564,52 @@ impl DeploymentController {
             }
             let mut active_names = Vec::new();
             let mut deployment_write = None;
+            let mut app = state.app.clone();
+            let mut event_write = None;
             if let Some(deployment) = deployment {
                 let mut updated = deployment.clone();
                 let status = updated.status.get_or_insert_with(DeploymentStatus::default);
-                if let Some(message) = &failed {
+                if last_progress_at.is_some() {
+                    status.last_progress_at = last_progress_at;
+                }
+                if paused {
+                    set_condition(
+                        &mut status.conditions,
+                        condition(
+                            conditions::PAUSED,
+                            ConditionStatus::True,
+                            conditions::AWAITING_PROMOTION,
+                            format!(
+                                "{} canary instance(s) of the new version run healthy; \
+                                 waiting for `pacer rollout promote {}`",
+                                plan.progress.updated,
+                                state.app.metadata.name_str()
+                            ),
+                            now,
+                        ),
+                    );
+                } else if promoted_now {
+                    set_condition(
+                        &mut status.conditions,
+                        condition(
+                            conditions::PAUSED,
+                            ConditionStatus::False,
+                            conditions::PROMOTED,
+                            "the canary was promoted; rolling the rest".to_owned(),
+                            now,
+                        ),
+                    );
+                    tracing::info!(app = %state.key, deployment = deployment.metadata.name_str(), "canary promoted");
+                }
+                if let Some(failure) = &failure {
+                    let outcome = self.fail(state, deployment, failure, &mut app, now)?;
                     status.phase = DeploymentPhase::Failed;
                     status.finished_at = Some(now);
-                    status.message = Some(message.clone());
-                    tracing::warn!(app = %state.key, deployment = deployment.metadata.name_str(), %message, "deployment failed");
+                    status.message = Some(outcome.message);
+                    for condition in outcome.conditions {
+                        set_condition(&mut status.conditions, condition);
+                    }
+                    event_write = Some(outcome.event);
                 } else if plan.done {
                     status.phase = DeploymentPhase::Succeeded;
                     status.finished_at = Some(now);
@@ -481,7 +630,6 @@ impl DeploymentController {
             {
                 active_names.push(other.metadata.name_str().to_owned());
             }
-            let mut app = state.app.clone();
             let status = app.status.get_or_insert_with(AppStatus::default);
             count_instances(status, &state.instances, &latest.spec.config_version);
             status.deployments = active_names;
@@ -490,7 +638,8 @@ impl DeploymentController {
                 status.last_failure = Some(last.clone());
             }
             let mut writes: Vec<KeyWrite> = deployment_write.into_iter().collect();
-            if app.status != state.app.status {
+            writes.extend(event_write);
+            if app != *state.app {
                 writes.push(update_of(state.app, &app)?);
             }
             // Failed instances go in the same transaction that records their failure, so each
@@ -517,7 +666,13 @@ impl DeploymentController {
     }
 
     /// The unit recording a change of `state`'s App: version, Deployment, cancellations, status.
-    fn new_version(&self, state: &AppState<'_>, now: Time) -> Result<Unit, DeploymentError> {
+    /// `reverts` names the failed Deployment this change rolls back (`autoRevert`).
+    fn new_version(
+        &self,
+        state: &AppState<'_>,
+        reverts: Option<String>,
+        now: Time,
+    ) -> Result<Unit, DeploymentError> {
         let app = state.app;
         let previous = state.latest();
         if !state.changed() {
@@ -545,9 +700,25 @@ impl DeploymentController {
             }
             Some(_) => (DeploymentActionKind::ScaleApplication, "Scaled"),
         };
-        let config_version = match previous {
-            Some(previous) if same_config && !restarted => previous.spec.config_version.clone(),
+        // An automatic rollback returns to the version it came from: instances still running
+        // that config stay, only the new version's are replaced.
+        let reverted_to = reverts.as_ref().and_then(|_| {
+            state.versions.iter().rev().find(|version| {
+                config_of(&version.spec.template) == config_of(&app.spec)
+                    && version.spec.restarted_at == restarted_at
+            })
+        });
+        let config_version = match (previous, reverted_to) {
+            (_, Some(original)) => original.spec.config_version.clone(),
+            (Some(previous), None) if same_config && !restarted => {
+                previous.spec.config_version.clone()
+            }
             _ => version.clone(),
+        };
+        let change = if reverts.is_some() {
+            "AutoReverted"
+        } else {
+            change
         };
         let action = DeploymentAction {
             action: kind,
@@ -557,7 +728,8 @@ impl DeploymentController {
             from_version: previous.map(|p| p.spec.version.clone()),
             revision: Some(revision),
         };
-        let deployment = new_deployment(app, action, !state.active.is_empty(), now);
+        let mut deployment = new_deployment(app, action, !state.active.is_empty(), now);
+        deployment.spec.reverts = reverts;
         let snapshot = new_app_version(
             app,
             AppVersionSpec {
@@ -619,6 +791,106 @@ impl DeploymentController {
             format!("app {}: version {revision}", state.key),
             writes,
         ))
+    }
+
+    /// What a failed deployment leaves: its message and conditions, the Event that records
+    /// why, and — when `autoRevert` rolls back — the App's spec returned to the deployment's
+    /// `fromVersion` (in `app`, with the [`AUTO_REVERT_OF_ANNOTATION`] naming the deployment;
+    /// the next round makes it a new version whose Deployment `reverts` this one).
+    fn fail(
+        &self,
+        state: &AppState<'_>,
+        deployment: &Deployment,
+        failure: &Failure,
+        app: &mut App,
+        now: Time,
+    ) -> Result<FailOutcome, DeploymentError> {
+        let name = deployment.metadata.name_str();
+        let from = action_of(deployment).and_then(|action| action.from_version.as_deref());
+        let original = from.and_then(|from| {
+            state
+                .versions
+                .iter()
+                .find(|version| version.spec.version == from)
+        });
+        let auto_revert = state
+            .app
+            .spec
+            .upgrade_strategy
+            .as_ref()
+            .and_then(|strategy| strategy.auto_revert)
+            == Some(true);
+        let decision = verdict(
+            failure,
+            auto_revert,
+            from,
+            original.is_some(),
+            deployment.spec.reverts.is_some(),
+        );
+        let mut conditions_out = vec![condition(
+            conditions::PROGRESSING,
+            ConditionStatus::False,
+            failure.reason,
+            failure.message.clone(),
+            now,
+        )];
+        let (message, event_reason) = match (&decision, original) {
+            (Verdict::Revert { to_version }, Some(original)) => {
+                app.spec = original.spec.template.clone();
+                app.metadata.generation = Some(app.metadata.generation.unwrap_or(1) + 1);
+                app.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(AUTO_REVERT_OF_ANNOTATION.to_owned(), name.to_owned());
+                let message = format!(
+                    "{}; rolled back automatically to version {to_version} (revision {})",
+                    failure.message, original.spec.revision
+                );
+                conditions_out.push(condition(
+                    conditions::REVERTED,
+                    ConditionStatus::True,
+                    conditions::AUTO_REVERTED,
+                    message.clone(),
+                    now,
+                ));
+                tracing::warn!(app = %state.key, deployment = name, reason = failure.reason, to_version = %to_version, "deployment failed: reverting");
+                (message, "DeploymentReverted")
+            }
+            (
+                Verdict::Fail {
+                    why_not_reverted: Some(why),
+                },
+                _,
+            ) => {
+                let message = format!("{}; not rolled back: {why}", failure.message);
+                tracing::warn!(app = %state.key, deployment = name, reason = failure.reason, %message, "deployment failed");
+                (message, "DeploymentFailed")
+            }
+            _ => {
+                tracing::warn!(app = %state.key, deployment = name, reason = failure.reason, message = %failure.message, "deployment failed");
+                (failure.message.clone(), "DeploymentFailed")
+            }
+        };
+        let event_name = format!("{}.{name}", state.app.metadata.name_str());
+        let namespace = state.app.metadata.namespace_str();
+        let event = new_event(
+            EventDraft {
+                namespace,
+                name: &event_name,
+                involved: involved::<App>(&state.app.metadata),
+                reason: event_reason,
+                message: &format!("deployment {name}: {message}"),
+                type_: EventType::Warning,
+                action: "Deploying",
+                component: COMPONENT,
+            },
+            now,
+        );
+        Ok(FailOutcome {
+            message,
+            conditions: conditions_out,
+            event: create_of(&event)?,
+        })
     }
 
     /// The launch backoff of `state`'s App (see [`backoff`](super::backoff)): the failures
@@ -973,6 +1245,57 @@ impl DeploymentController {
                 vec![delete_of(deployment)],
             )
         }))
+    }
+}
+
+/// An App's rolling plan in a round, and whether it is a canary paused for promotion.
+#[derive(Clone, Debug)]
+struct Planned {
+    plan: StepPlan,
+    paused: bool,
+}
+
+/// What [`DeploymentController::fail`] leaves.
+struct FailOutcome {
+    message: String,
+    conditions: Vec<Condition>,
+    event: KeyWrite,
+}
+
+/// Whether `pacer rollout promote` promoted the Deployment's canary.
+fn is_promoted(deployment: &Deployment) -> bool {
+    deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| annotations.contains_key(PROMOTED_ANNOTATION))
+}
+
+/// The canary size that applies to `deployment` of `state`'s App now, if any.
+fn canary_of(state: &AppState<'_>, deployment: &Deployment) -> Option<usize> {
+    let action = action_of(deployment)?;
+    canary_size(
+        &state.app.spec,
+        action.action,
+        state.target(),
+        deployment.spec.reverts.is_some(),
+        is_promoted(deployment),
+    )
+}
+
+/// A condition as the controller writes it.
+fn condition(
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: String,
+    now: Time,
+) -> Condition {
+    Condition {
+        reason: Some(reason.to_owned()),
+        message: Some(message),
+        last_transition_time: Some(now),
+        ..Condition::new(type_, status)
     }
 }
 

@@ -6,6 +6,11 @@
 //!   Instances as they are → how many to start, which to kill, whether the App converged.
 //! * [`backoff`]: launch backoff per App (Marathon's `RateLimiter`): delays after failures,
 //!   kept in `status.launchDelay` so a new leader honours them, and when they reset.
+//! * [`canary`]: `upgradeStrategy.canary` — the rolling step capped to `N` new instances,
+//!   paused until `pacer rollout promote` sets `pacer.dev/promoted` on the Deployment.
+//! * [`auto_revert`]: when a deployment failed (no progress within
+//!   `progressDeadlineSeconds`, or with `autoRevert` a new instance failing) and whether it
+//!   rolls back automatically.
 //! * [`dependencies`]: start after dependencies are healthy, stop dependents first, fail on
 //!   cycles.
 //! * [`objects`]: the Instances, AppVersions and Deployments it writes, and how it reads
@@ -22,7 +27,9 @@
 //! running Deployment rolls its App back (Marathon's `DELETE /v2/deployments/{id}`); a forced
 //! delete only drops it.
 
+pub mod auto_revert;
 pub mod backoff;
+pub mod canary;
 pub mod controller;
 pub mod dependencies;
 pub mod objects;

@@ -10,10 +10,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use pacer_schemas::app::{KillSelection, UpgradeStrategy};
 use pacer_schemas::app_version::RESTARTED_AT_ANNOTATION;
-use pacer_schemas::deployment::{DeploymentActionKind, DeploymentPhase};
+use pacer_schemas::condition::find_condition;
+use pacer_schemas::deployment::{
+    AUTO_REVERT_OF_ANNOTATION, DeploymentActionKind, DeploymentPhase, PROMOTED_ANNOTATION,
+    conditions,
+};
 use pacer_schemas::health::HealthCheck;
 use pacer_schemas::instance::{InstanceGoal, InstancePhase, InstanceStatus};
-use pacer_schemas::{App, AppSpec, AppVersion, Deployment, Instance, Resource, Time};
+use pacer_schemas::{App, AppSpec, AppVersion, Deployment, Event, Instance, Resource, Time};
 use pacer_store::embedded::EmbeddedStore;
 use pacer_store::{Election, EventKind, Leadership, ListOptions, Store, StoreError};
 use tokio::time::Instant;
@@ -96,7 +100,13 @@ impl Harness {
                 }
                 for instance in instances(store.as_ref()).await {
                     let held = held.lock().unwrap().contains(&instance.spec.app);
-                    let crashing = crashing.lock().unwrap().contains(&instance.spec.app);
+                    // An App's crashing list, or a template that cannot start (`exit 1`).
+                    let crashing = crashing.lock().unwrap().contains(&instance.spec.app)
+                        || instance
+                            .spec
+                            .template
+                            .as_ref()
+                            .is_some_and(|template| template.cmd.as_deref() == Some("exit 1"));
                     let mut updated = instance.clone();
                     let status = updated.status.get_or_insert_with(InstanceStatus::default);
                     match instance.spec.goal {
@@ -1174,5 +1184,269 @@ async fn a_health_kill_counts_once_as_a_launch_failure() {
             .unwrap()
             .consecutive_failures,
         1
+    );
+}
+
+/// The running Deployment of `app` once its canary is paused for promotion.
+async fn paused_deployment(harness: &Harness, app: &str) -> Deployment {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let paused = harness.deployments_of(app).await.into_iter().find(|d| {
+            d.phase().is_active()
+                && d.status.as_ref().is_some_and(|status| {
+                    find_condition(&status.conditions, conditions::PAUSED)
+                        .is_some_and(|c| c.is_true())
+                })
+        });
+        if let Some(deployment) = paused {
+            return deployment;
+        }
+        assert!(Instant::now() < deadline, "no paused deployment of {app}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sets an annotation on a stored Deployment (as `pacer rollout promote` does over the API).
+async fn annotate_deployment(store: &dyn Store, deployment: &Deployment, key: &str) {
+    let stored_key = key_of(deployment);
+    loop {
+        let kv = store.get(&stored_key).await.unwrap().unwrap();
+        let mut annotated: Deployment = decode_stored(&kv.value, kv.mod_revision).unwrap();
+        annotated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), "2026-11-28T00:00:00Z".to_owned());
+        let result = store
+            .update(
+                &stored_key,
+                encode_stored(&annotated).unwrap(),
+                kv.mod_revision,
+                None,
+            )
+            .await;
+        match result {
+            Ok(_) => return,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(error) => panic!("{error}"),
+        }
+    }
+}
+
+fn with_upgrade(mut spec: AppSpec, upgrade: UpgradeStrategy) -> AppSpec {
+    spec.upgrade_strategy = Some(upgrade);
+    spec
+}
+
+/// Counts (current config, old config) among the live instances of `app`.
+async fn new_and_old(harness: &Harness, app: &str) -> (usize, usize) {
+    let current = harness.app(app).await.unwrap();
+    let version = current.status.unwrap().config_version.unwrap();
+    let live: Vec<Instance> = harness
+        .instances_of(app)
+        .await
+        .into_iter()
+        .filter(|i| !i.phase().is_terminal() && i.spec.goal == Some(InstanceGoal::Running))
+        .collect();
+    let new = live
+        .iter()
+        .filter(|i| i.spec.app_version == version)
+        .count();
+    (new, live.len() - new)
+}
+
+#[tokio::test]
+async fn a_canary_pauses_with_n_new_instances_until_promoted() {
+    let harness = Harness::start().await;
+    let upgrade = UpgradeStrategy {
+        minimum_health_capacity: Some(1.0),
+        maximum_over_capacity: Some(0.25),
+        canary: Some(2),
+        ..UpgradeStrategy::default()
+    };
+    harness
+        .create_app("web", with_upgrade(spec(4), upgrade))
+        .await;
+    harness.converged("web", 4).await;
+    let created = running_or_none(&harness).await;
+    assert!(created, "the creation is not a canary: it finished");
+    harness
+        .update_app("web", |app| app.spec.cmd = Some("sleep 2000".into()))
+        .await;
+    let paused = paused_deployment(&harness, "web").await;
+    assert_eq!(new_and_old(&harness, "web").await, (2, 2));
+    let status = paused.status.clone().unwrap();
+    let action = &status.current_actions[0];
+    assert!(
+        action
+            .waiting_for
+            .as_deref()
+            .is_some_and(|what| what.contains("pacer rollout promote web")),
+        "{action:?}"
+    );
+    // Paused means paused: several rounds later nothing moved.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(new_and_old(&harness, "web").await, (2, 2));
+    assert!(running_deployment(&harness, "web").await.metadata.name == paused.metadata.name);
+
+    annotate_deployment(harness.store.as_ref(), &paused, PROMOTED_ANNOTATION).await;
+    let app = harness.converged("web", 4).await;
+    assert_eq!(app.spec.cmd.as_deref(), Some("sleep 2000"));
+    let done = harness
+        .deployments_of("web")
+        .await
+        .into_iter()
+        .find(|d| d.metadata.name == paused.metadata.name)
+        .unwrap();
+    assert_eq!(done.phase(), DeploymentPhase::Succeeded);
+    let condition = find_condition(
+        &done.status.as_ref().unwrap().conditions,
+        conditions::PAUSED,
+    )
+    .unwrap()
+    .clone();
+    assert_eq!(condition.reason.as_deref(), Some(conditions::PROMOTED));
+    assert!(!condition.is_true());
+}
+
+/// Whether the App's creation deployment finished (it never pauses).
+async fn running_or_none(harness: &Harness) -> bool {
+    harness
+        .deployments_of("web")
+        .await
+        .iter()
+        .all(|d| d.phase() == DeploymentPhase::Succeeded)
+}
+
+#[tokio::test]
+async fn auto_revert_rolls_back_when_a_new_instance_fails_and_records_why() {
+    let harness = Harness::start().await;
+    let upgrade = UpgradeStrategy {
+        minimum_health_capacity: Some(1.0),
+        maximum_over_capacity: Some(0.5),
+        auto_revert: Some(true),
+        ..UpgradeStrategy::default()
+    };
+    harness
+        .create_app("web", with_upgrade(spec(2), upgrade))
+        .await;
+    harness.converged("web", 2).await;
+    let before: Vec<String> = harness
+        .instances_of("web")
+        .await
+        .iter()
+        .map(|i| i.metadata.name_str().to_owned())
+        .collect();
+    harness
+        .update_app("web", |app| app.spec.cmd = Some("exit 1".into()))
+        .await;
+    let failed = running_deployment(&harness, "web").await;
+    let app = {
+        eventually("the app rolled back and converged", || async {
+            harness.app("web").await.is_some_and(|app| {
+                app.spec.cmd.as_deref() == Some("sleep 1000")
+                    && app.status.as_ref().and_then(|s| s.revision) == Some(3)
+            })
+        })
+        .await;
+        harness.converged("web", 2).await
+    };
+    assert_eq!(
+        app.metadata.annotations.as_ref().unwrap()[AUTO_REVERT_OF_ANNOTATION],
+        failed.metadata.name_str()
+    );
+    // The old instances never stopped: the rollback returned to their config.
+    let after: Vec<String> = harness
+        .instances_of("web")
+        .await
+        .iter()
+        .map(|i| i.metadata.name_str().to_owned())
+        .collect();
+    assert_eq!(after, before);
+    let deployments = harness.deployments_of("web").await;
+    let failed = deployments
+        .iter()
+        .find(|d| d.metadata.name == failed.metadata.name)
+        .unwrap();
+    assert_eq!(failed.phase(), DeploymentPhase::Failed);
+    let status = failed.status.as_ref().unwrap();
+    let progressing = find_condition(&status.conditions, conditions::PROGRESSING).unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some(conditions::INSTANCE_FAILED)
+    );
+    let reverted = find_condition(&status.conditions, conditions::REVERTED).unwrap();
+    assert!(reverted.is_true());
+    assert!(
+        status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("exited with code 1") && m.contains("rolled back")),
+        "{status:?}"
+    );
+    let revert = deployments
+        .iter()
+        .find(|d| d.spec.reverts.as_deref() == Some(failed.metadata.name_str()))
+        .expect("the rollback's deployment names the failed one");
+    assert_eq!(revert.phase(), DeploymentPhase::Succeeded);
+    let events = list::<Event>(harness.store.as_ref(), "/registry/events/default/").await;
+    let event = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("DeploymentReverted"))
+        .expect("a DeploymentReverted Event");
+    assert_eq!(event.involved_object.name.as_deref(), Some("web"));
+    let versions = list::<AppVersion>(harness.store.as_ref(), "/registry/appversions/").await;
+    assert!(
+        versions
+            .iter()
+            .any(|v| v.spec.revision == 3 && v.spec.change.as_deref() == Some("AutoReverted"))
+    );
+}
+
+#[tokio::test]
+async fn without_auto_revert_the_deadline_fails_the_deployment_and_leaves_the_app() {
+    let harness = Harness::start().await;
+    let upgrade = UpgradeStrategy {
+        minimum_health_capacity: Some(1.0),
+        maximum_over_capacity: Some(0.5),
+        progress_deadline_seconds: Some(1),
+        ..UpgradeStrategy::default()
+    };
+    harness
+        .create_app("web", with_upgrade(spec(2), upgrade))
+        .await;
+    harness.converged("web", 2).await;
+    harness.held.lock().unwrap().push("web".into());
+    harness
+        .update_app("web", |app| app.spec.cmd = Some("sleep 2000".into()))
+        .await;
+    let update = running_deployment(&harness, "web").await;
+    eventually("the deployment failed", || async {
+        harness.deployments_of("web").await.iter().any(|d| {
+            d.metadata.name == update.metadata.name && d.phase() == DeploymentPhase::Failed
+        })
+    })
+    .await;
+    let failed = harness
+        .deployments_of("web")
+        .await
+        .into_iter()
+        .find(|d| d.metadata.name == update.metadata.name)
+        .unwrap();
+    let status = failed.status.unwrap();
+    let progressing = find_condition(&status.conditions, conditions::PROGRESSING).unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some(conditions::PROGRESS_DEADLINE_EXCEEDED)
+    );
+    assert!(find_condition(&status.conditions, conditions::REVERTED).is_none());
+    let app = harness.app("web").await.unwrap();
+    assert_eq!(app.spec.cmd.as_deref(), Some("sleep 2000"), "left as it is");
+    assert_eq!(app.status.unwrap().revision, Some(2));
+    let events = list::<Event>(harness.store.as_ref(), "/registry/events/default/").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DeploymentFailed"))
     );
 }
