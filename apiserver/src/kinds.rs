@@ -60,7 +60,7 @@ type AdmitFn =
     fn(&'static KindDef, Value, Option<&Value>, FieldValidation) -> Result<Admitted, ApiError>;
 
 /// Every served kind, in discovery order.
-pub static KINDS: [KindDef; 8] = [
+pub static KINDS: [KindDef; 9] = [
     KindDef::of::<App>(true, Some(scale::APP_SCALE)),
     KindDef::of::<AppVersion>(false, None),
     KindDef::of::<Instance>(true, None),
@@ -69,6 +69,7 @@ pub static KINDS: [KindDef; 8] = [
     KindDef::of::<Offer>(true, None),
     KindDef::of::<Event>(false, None),
     KindDef::of::<Lease>(false, None),
+    KindDef::of::<pacer_schemas::framework::Framework>(true, None),
 ];
 
 /// The kind served under `plural`, if any.

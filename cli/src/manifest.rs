@@ -552,7 +552,7 @@ spec:
         let pod = "apiVersion: pacer.dev/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
         assert_eq!(
             error_text(pod, Format::Yaml),
-            "f.yaml:6: document 2: unknown kind \"Pod\" (apiVersion \"v1\"); pacer.dev/v1 serves App, AppVersion, Instance, Deployment, Node, Offer, Event, Lease"
+            "f.yaml:6: document 2: unknown kind \"Pod\" (apiVersion \"v1\"); pacer.dev/v1 serves App, AppVersion, Instance, Deployment, Node, Offer, Event, Lease, Framework"
         );
         let version = "apiVersion: pacer.dev/v2\nkind: App\nmetadata: {name: a}\n";
         assert_eq!(

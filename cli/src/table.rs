@@ -28,6 +28,7 @@ pub(crate) fn headers(
         "Node" => &["NAME", "STATUS", "CPUS", "MEM", "AGE"],
         "Deployment" => &["NAME", "PHASE", "STEP", "APPS", "AGE"],
         "Offer" => &["NAME", "NODE", "ROLE", "CPUS", "MEM", "PHASE", "AGE"],
+        "Framework" => &["NAME", "ROLE", "WEIGHT", "SHARE", "OFFERS", "AGE"],
         "Event" => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         "Lease" => &["NAME", "HOLDER", "RENEWED", "AGE"],
         "AppVersion" => &["NAME", "APP", "REVISION", "VERSION", "CHANGE", "AGE"],
@@ -180,6 +181,19 @@ pub(crate) fn row(
                 name,
                 or_none(str_at(object, "/spec/holderIdentity")),
                 age(str_at(object, "/spec/renewTime"), now),
+                created,
+            ]);
+        }
+        "Framework" => {
+            cells.extend([
+                name,
+                or_default(str_at(object, "/spec/role"), "*"),
+                object
+                    .pointer("/spec/weight")
+                    .and_then(Value::as_f64)
+                    .map_or_else(|| "1".to_owned(), format_number),
+                number_at(object, "/status/dominantShare"),
+                number_at(object, "/status/outstandingOffers"),
                 created,
             ]);
         }

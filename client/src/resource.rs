@@ -28,7 +28,7 @@ pub struct ResourceInfo {
 }
 
 /// Every kind `pacer.dev/v1` serves, in the order `pacer get all`-style output lists them.
-pub static KNOWN_RESOURCES: [ResourceInfo; 8] = [
+pub static KNOWN_RESOURCES: [ResourceInfo; 9] = [
     ResourceInfo::of::<App>(),
     ResourceInfo::of::<AppVersion>(),
     ResourceInfo::of::<Instance>(),
@@ -37,6 +37,7 @@ pub static KNOWN_RESOURCES: [ResourceInfo; 8] = [
     ResourceInfo::of::<Offer>(),
     ResourceInfo::of::<Event>(),
     ResourceInfo::of::<Lease>(),
+    ResourceInfo::of::<pacer_schemas::framework::Framework>(),
 ];
 
 impl ResourceInfo {

@@ -22,6 +22,7 @@ pub mod deployment;
 pub mod env;
 pub mod event;
 pub mod field_error;
+pub mod framework;
 pub mod health;
 pub mod instance;
 pub mod lease;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::app::AppSpec;
 use crate::capacity::Resources;
 use crate::meta::ObjectMeta;
 use crate::resource::impl_resource;
@@ -71,6 +72,9 @@ pub struct OfferSpec {
     /// The offer is void after this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// The `Framework` the offer is made to (the offer broker's offers always name one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
 }
 
 /// Phase of an offer.
@@ -112,4 +116,38 @@ pub struct OfferStatus {
     /// Why it was declined or rescinded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With phase `Accepted`: the Instances to launch on the offered node (Mesos' LAUNCH
+    /// operation). The offer broker creates them bound to the node, with the offer's role, in
+    /// the one transaction that deletes the offer; they must fit in the offered resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch: Vec<OfferLaunch>,
+}
+
+/// One Instance an accepting framework launches with an offer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferLaunch {
+    /// Namespace of the Instance.
+    #[serde(default)]
+    pub namespace: String,
+    /// Name of the Instance (must not exist yet).
+    #[serde(default)]
+    pub name: String,
+    /// `spec.app` of the Instance (the job or app it belongs to); default: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// `spec.appVersion` of the Instance; default: the offer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// What to run (an App spec: command or container, cpus, mem, disk, ports…); its
+    /// resources are what the instance takes from the offer.
+    #[serde(default)]
+    pub template: AppSpec,
+    /// Host ports, one per port the template asks for, each within the offered ranges;
+    /// default: the broker picks the lowest free offered ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ports: Option<Vec<i32>>,
+    /// Labels of the Instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }

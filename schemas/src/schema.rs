@@ -87,6 +87,10 @@ pub fn all() -> Vec<KindSchema> {
             schema: schema_for_kind::<AppVersion>(),
         },
         KindSchema {
+            file_name: "framework.json",
+            schema: schema_for_kind::<crate::framework::Framework>(),
+        },
+        KindSchema {
             file_name: "status.json",
             schema: with_gvk(schema_for::<Status>(), "", "v1", "Status"),
         },
