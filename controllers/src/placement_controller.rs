@@ -10,8 +10,9 @@
 //!   `status.phase: Staging`, `status.host`, `status.stagedAt` and `Scheduled=True` — up to
 //!   [`PlacementConfig::batch_size`] per transaction, each a compare-and-swap on the instance
 //!   key's `mod_revision`, plus the leader's fencing compare when running under a
-//!   [`Leadership`]; under a leadership every Instance write is also stamped with the
-//!   writer's term ([`LEADER_TERM_ANNOTATION`], [`LEADER_ANNOTATION`]);
+//!   [`Leadership`]; up to [`IN_FLIGHT`] transactions are in flight at once, so that the
+//!   store commits them together; under a leadership every Instance write is also stamped
+//!   with the writer's term ([`LEADER_TERM_ANNOTATION`], [`LEADER_ANNOTATION`]);
 //! * for instances that cannot be placed, the condition `Scheduled=False`, reason
 //!   `Unschedulable`, with the reason as message (only when it changed, so no write storm), and
 //!   one `FailedScheduling` Warning Event per instance (`/registry/events/<ns>/<instance>.
@@ -39,6 +40,7 @@ use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::deployment::writes::IN_FLIGHT;
 use crate::events::{EventDraft, involved, next_record};
 use crate::placement::view::is_pending;
 use crate::placement::{
@@ -390,14 +392,15 @@ impl PlacementController {
     }
 
     /// Writes instance values in batches, each a compare-and-swap per instance; a batch that
-    /// loses a compare is retried without the instances that changed.
+    /// loses a compare is retried without the instances that changed. Up to [`IN_FLIGHT`]
+    /// batches are in flight at once (each instance is in one batch only, so they are
+    /// independent), and the store commits them together.
     async fn write_instances(
         &self,
         writes: Vec<InstanceWrite>,
         leadership: Option<&Leadership>,
     ) -> Result<Written, PlacementError> {
         let limit = batch_limit(self.config.batch_size, leadership.is_some());
-        let mut written = Written::default();
         let mut batches: Vec<Vec<InstanceWrite>> = Vec::new();
         let mut bytes = 0;
         for write in writes {
@@ -413,62 +416,20 @@ impl PlacementController {
                 batch.push(write);
             }
         }
-        for mut batch in batches {
-            while !batch.is_empty() {
-                let mut txn = Txn::new();
-                for write in &batch {
-                    txn = txn
-                        .when(write.key.clone(), Expect::ModRevision(write.expected))
-                        .put(write.key.clone(), write.value.clone());
-                }
-                match commit(self.store.as_ref(), leadership, txn).await? {
-                    TxnOutcome::Committed { revision } => {
-                        written.last_revision = written.last_revision.max(revision);
-                        for write in &batch {
-                            if write.binding {
-                                written.bound += 1;
-                                tracing::debug!(
-                                    app = %write.app,
-                                    instance = %write.instance,
-                                    node = write.node.as_deref().unwrap_or_default(),
-                                    revision,
-                                    "bound"
-                                );
-                            } else {
-                                written.status_writes += 1;
-                            }
-                        }
-                        break;
-                    }
-                    TxnOutcome::CompareFailed { observed, .. } => {
-                        let changed: HashSet<&str> = observed
-                            .iter()
-                            .zip(&batch)
-                            .filter(|(state, write)| state.mod_revision != write.expected)
-                            .map(|(state, _)| state.key.as_str())
-                            .collect();
-                        if changed.is_empty() {
-                            // Should not happen: nothing we compared changed. Give up on the
-                            // batch; the next round starts from fresh caches.
-                            written.conflicts += batch.len();
-                            break;
-                        }
-                        let before = batch.len();
-                        batch.retain(|write| {
-                            let keep = !changed.contains(write.key.as_str());
-                            if !keep {
-                                tracing::debug!(
-                                    app = %write.app,
-                                    instance = %write.instance,
-                                    "instance changed meanwhile; placing it again next round"
-                                );
-                            }
-                            keep
-                        });
-                        written.conflicts += before - batch.len();
-                    }
-                }
-            }
+        let store = self.store.as_ref();
+        let mut results = stream::iter(
+            batches
+                .into_iter()
+                .map(|batch| write_instance_batch(store, leadership, batch)),
+        )
+        .buffer_unordered(IN_FLIGHT);
+        let mut written = Written::default();
+        while let Some(result) = results.next().await {
+            let part = result?;
+            written.bound += part.bound;
+            written.status_writes += part.status_writes;
+            written.conflicts += part.conflicts;
+            written.last_revision = written.last_revision.max(part.last_revision);
         }
         Ok(written)
     }
@@ -545,6 +506,72 @@ impl PlacementController {
         }
         Ok(count)
     }
+}
+
+/// Writes one batch of instance values in one transaction; when it loses compares, again
+/// without the instances that changed.
+async fn write_instance_batch(
+    store: &dyn Store,
+    leadership: Option<&Leadership>,
+    mut batch: Vec<InstanceWrite>,
+) -> Result<Written, PlacementError> {
+    let mut written = Written::default();
+    while !batch.is_empty() {
+        let mut txn = Txn::new();
+        for write in &batch {
+            txn = txn
+                .when(write.key.clone(), Expect::ModRevision(write.expected))
+                .put(write.key.clone(), write.value.clone());
+        }
+        match commit(store, leadership, txn).await? {
+            TxnOutcome::Committed { revision } => {
+                written.last_revision = written.last_revision.max(revision);
+                for write in &batch {
+                    if write.binding {
+                        written.bound += 1;
+                        tracing::debug!(
+                            app = %write.app,
+                            instance = %write.instance,
+                            node = write.node.as_deref().unwrap_or_default(),
+                            revision,
+                            "bound"
+                        );
+                    } else {
+                        written.status_writes += 1;
+                    }
+                }
+                break;
+            }
+            TxnOutcome::CompareFailed { observed, .. } => {
+                let changed: HashSet<&str> = observed
+                    .iter()
+                    .zip(&batch)
+                    .filter(|(state, write)| state.mod_revision != write.expected)
+                    .map(|(state, _)| state.key.as_str())
+                    .collect();
+                if changed.is_empty() {
+                    // Should not happen: nothing we compared changed. Give up on the batch;
+                    // the next round starts from fresh caches.
+                    written.conflicts += batch.len();
+                    break;
+                }
+                let before = batch.len();
+                batch.retain(|write| {
+                    let keep = !changed.contains(write.key.as_str());
+                    if !keep {
+                        tracing::debug!(
+                            app = %write.app,
+                            instance = %write.instance,
+                            "instance changed meanwhile; placing it again next round"
+                        );
+                    }
+                    keep
+                });
+                written.conflicts += before - batch.len();
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Maps a watcher event to a loop signal.
@@ -628,12 +655,15 @@ fn write_of(
         );
         annotations.insert(LEADER_ANNOTATION.to_owned(), token.key.clone());
     }
+    // Stored without a resourceVersion; cleared here so that encoding needs no copy.
+    let expected = object_revision(instance).unwrap_or(0);
+    updated.metadata.resource_version = None;
     let value = encode_at(&key, &updated)?;
     Ok(InstanceWrite {
         instance: instance_key(instance),
         app: instance.spec.app.clone(),
         node: updated.spec.node_name.clone(),
-        expected: object_revision(instance).unwrap_or(0),
+        expected,
         key,
         value,
         binding,

@@ -42,7 +42,12 @@ pub fn decode_stored<K: Resource>(value: &[u8], revision: Revision) -> serde_jso
 }
 
 /// Encodes `object` as the API server stores it: JSON without `metadata.resourceVersion`.
+/// An object without one (a new one, or an updated copy whose version was cleared) is encoded
+/// as it is, without a copy.
 pub fn encode_stored<K: Resource>(object: &K) -> serde_json::Result<Vec<u8>> {
+    if object.meta().resource_version.is_none() {
+        return serde_json::to_vec(object);
+    }
     let mut copy = object.clone();
     copy.meta_mut().resource_version = None;
     serde_json::to_vec(&copy)
