@@ -13,18 +13,21 @@
 //! environment, ports, limits, labels); `runtime/` holds the [`runtime::Runtime`] trait and its
 //! three implementations; `reconcile.rs` the pure decisions; `agent.rs` the per-node loop;
 //! `node.rs` registration and the lease; `machine.rs` what the machine has; `health/` the
-//! health and readiness checks the agent runs next to its instances.
+//! health and readiness checks the agent runs next to its instances; `log_endpoint.rs` the
+//! HTTP endpoint the API server proxies `pacer logs` to.
 
 pub mod agent;
 pub mod fleet;
 pub mod health;
 pub mod launch;
+pub mod log_endpoint;
 pub mod machine;
 pub mod node;
 pub mod reconcile;
 pub mod runtime;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +51,12 @@ use crate::runtime::{Runtime, Runtimes};
 
 /// Status writes one process has in flight at most (shared by every agent of a fleet).
 pub const MAX_CONCURRENT_WRITES: usize = 64;
+
+/// Longest pause between two attempts to resume the Instance watch while the API server is
+/// unreachable. A control plane back from an outage gives every node one lease duration to
+/// renew before judging it (the node lifecycle controller counts expiry from when it started
+/// observing), so the agent must be back on the API well inside the node lease (8 s).
+pub const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(4);
 
 /// Whether the agent runs Docker instances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +89,9 @@ pub struct AgentOptions {
     /// Whether processes die with this process (`pacer dev`: one process is the whole
     /// setup); otherwise they outlive it and a restarted agent adopts them.
     pub processes_die_with_agent: bool,
+    /// Where the agent endpoint (instance logs) listens; `None`: an ephemeral port on the
+    /// local address that routes to the API server.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Why an agent could not start.
@@ -103,6 +115,9 @@ pub enum AgentError {
     /// No runtime at all.
     #[error("no runtime enabled: enable docker or process")]
     NoRuntime,
+    /// The agent endpoint could not listen.
+    #[error("{0}")]
+    Endpoint(#[from] log_endpoint::EndpointError),
 }
 
 /// The agent's identity: a random id kept in `<data_dir>/agent-id`, created on first start.
@@ -169,6 +184,11 @@ pub async fn run(
         return Err(AgentError::NoRuntime);
     }
     let runtimes = Runtimes::real(docker, process);
+    let endpoint = {
+        let toward = log_endpoint::address_towards_server(&client);
+        let listen = options.listen.unwrap_or(SocketAddr::new(toward, 0));
+        log_endpoint::start(listen, toward, Arc::new(runtimes.all()), shutdown.clone()).await?
+    };
     let resources = options
         .resources
         .clone()
@@ -180,7 +200,7 @@ pub async fn run(
         labels: BTreeMap::new(),
         resources,
         runtimes: runtimes.names(),
-        agent_address: None,
+        agent_address: Some(endpoint.advertised.to_string()),
     };
     let launch = LaunchContext {
         host: options.hostname.clone(),
@@ -272,7 +292,7 @@ pub(crate) async fn forward_events(
 ) {
     let config = watcher::Config::default().backoff(BackoffConfig::new(
         Duration::from_millis(200),
-        Duration::from_secs(10),
+        WATCH_BACKOFF_MAX,
     ));
     let mut stream = std::pin::pin!(watcher(source.watch_timeout(290), config));
     loop {

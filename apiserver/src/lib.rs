@@ -21,13 +21,16 @@
 
 pub mod auth;
 pub mod body;
+pub mod dependency_admission;
 pub mod deployment_lock;
 pub mod discovery;
 pub mod error;
 pub mod fence;
+pub mod instance_log;
 pub mod kinds;
 pub mod managed;
 pub mod marathon;
+pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod params;

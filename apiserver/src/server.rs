@@ -41,9 +41,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(discovery::ok))
         .route("/readyz", get(discovery::ready))
         .route("/livez", get(discovery::ok))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route(openapi::GROUP_PATH, get(openapi::v3_group))
+        .route(
+            &format!("{resources}/namespaces/{{namespace}}/instances/{{name}}/log"),
+            get(crate::instance_log::handle),
+        )
         .route(&format!("{resources}/{{plural}}"), any(rest::handle))
         .route(
             &format!("{resources}/{{plural}}/{{name}}"),
@@ -71,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(crate::metrics::record))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(axum::middleware::from_fn(auth::authenticate))
                 .map_response(move |response: axum::http::Response<ResponseBody<Body>>| {

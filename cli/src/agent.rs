@@ -42,13 +42,18 @@ pub(crate) struct AgentArgs {
     /// `~/.local/share/pacer/agent`).
     #[arg(long, env = "PACER_AGENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the agent endpoint (instance logs, proxied by the API server) listens, recorded
+    /// in the Node's `status.agentAddress` (default: an ephemeral port on the local address
+    /// that routes to the API server).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// `pacer agent …` subcommands.
 #[derive(Debug, clap::Subcommand)]
 enum AgentCommand {
     /// Run many hollow agents (they pretend to run instances) in this process.
-    Hollow(HollowArgs),
+    Hollow(Box<HollowArgs>),
 }
 
 /// Options of `pacer agent hollow`.
@@ -68,6 +73,11 @@ struct HollowArgs {
     /// Capacity of each node.
     #[arg(long, default_value = "cpus=4,mem=16384,disk=100000,ports=31000-32000")]
     resources: String,
+    /// Really probe hollow instances' HTTP, TCP and readiness checks, all against this
+    /// `IP:PORT` (for benchmarks of health checking); by default they are reported healthy
+    /// and never probed.
+    #[arg(long, value_name = "IP:PORT")]
+    probe_target: Option<std::net::SocketAddr>,
 }
 
 /// A runtime name on the command line.
@@ -81,7 +91,7 @@ enum RuntimeName {
 
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(AgentCommand::Hollow(hollow)) = args.hollow {
-        return run_hollow(hollow).await;
+        return run_hollow(*hollow).await;
     }
     let (client, _) = args.connect.connect()?;
     let data_dir = match args.data_dir {
@@ -110,6 +120,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         },
         process: args.runtimes.is_empty() || args.runtimes.contains(&RuntimeName::Process),
         processes_die_with_agent: false,
+        listen: args.listen,
     };
     tracing::info!(node = %options.node, data_dir = %options.data_dir.display(), "pacer agent starting");
     let shutdown = CancellationToken::new();
@@ -141,6 +152,7 @@ async fn run_hollow(args: HollowArgs) -> anyhow::Result<()> {
         name_prefix: args.name_prefix,
         attributes: parse_attributes(&args.attributes)?,
         resources: machine::parse_resources(&args.resources, empty)?,
+        probe_target: args.probe_target,
     };
     tracing::info!(count = options.count, prefix = %options.name_prefix, "hollow agents starting");
     let shutdown = CancellationToken::new();

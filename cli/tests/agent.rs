@@ -351,7 +351,7 @@ fn docker_instances_get_env_ports_labels_and_fail_on_missing_images() {
             "web-1",
             "web",
             json!({
-                "cmd": "mkdir -p /www && echo hello-$GREETING-$PORT0 > /www/index.html && exec httpd -f -p 8080 -h /www",
+                "cmd": "echo says-$GREETING && echo complains >&2 && mkdir -p /www && echo hello-$GREETING-$PORT0 > /www/index.html && exec httpd -f -p 8080 -h /www",
                 "env": {"GREETING": "docker"},
                 "cpus": 0.2,
                 "mem": 64,
@@ -404,6 +404,14 @@ fn docker_instances_get_env_ports_labels_and_fail_on_missing_images() {
         (response.code == 200).then_some(response.body)
     });
     assert_eq!(body.trim(), format!("hello-docker-{host_port}"));
+    // `pacer logs` reads the container's output through the API server and the agent.
+    let logs = server.run(&["logs", "web-1"]).success();
+    assert!(
+        logs.stdout.contains("says-docker\n") && logs.stdout.contains("complains\n"),
+        "{logs:#?}"
+    );
+    let last = server.run(&["logs", "web-1", "--tail", "1"]).success();
+    assert_eq!(last.stdout.lines().count(), 1, "{last:#?}");
 
     // A missing image fails the instance at once, saying why.
     create(
@@ -610,6 +618,14 @@ fn a_fleet_of_hollow_agents_runs_a_thousand_instances() {
             assert!(nodes.len() > NODES / 2, "spread over {} nodes", nodes.len());
             Some(())
         },
+    );
+    // Hollow instances run nothing: their log is one synthetic line, from the fleet's endpoint.
+    let logs = server.run(&["logs", "hollow-app-7"]).success();
+    assert!(
+        logs.stdout
+            .starts_with("hollow instance default/hollow-app-7 (hollow-")
+            && logs.stdout.ends_with("there is no output\n"),
+        "{logs:#?}"
     );
     fleet.assert_no_errors();
     server.assert_no_unexpected_errors(&[]);

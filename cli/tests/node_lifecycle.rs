@@ -352,3 +352,124 @@ spec:
     });
     server.assert_no_unexpected_errors(&[]);
 }
+
+/// A `pacer agent` process (process runtime) named `name` in pool `pair`, its data in
+/// `dir/<name>`, logging to `dir/<name>.log`.
+fn start_pool_agent(server: &Server, dir: &Path, name: &str) -> AgentProcess {
+    let data = dir.join(name);
+    AgentProcess::start(
+        &[
+            "--server",
+            &server.url,
+            "--name",
+            name,
+            "--attribute",
+            "pool=pair",
+            "--runtime",
+            "process",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        dir,
+        &format!("{name}.log"),
+    )
+}
+
+/// Kills the process group of a stale copy left running by a SIGKILLed agent.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .status();
+    }
+}
+
+#[test]
+fn an_agent_stopped_for_good_has_its_instance_replaced_on_another_agent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let server = Server::start(&["dev", "--no-agent", "--data-dir", data.to_str().unwrap()]);
+    let mut agents = [
+        start_pool_agent(&server, scratch.path(), "pair-1"),
+        start_pool_agent(&server, scratch.path(), "pair-2"),
+    ];
+    for name in ["pair-1", "pair-2"] {
+        server.eventually(&format!("{name} ready"), || {
+            let response = server.http("GET", &format!("/apis/pacer.dev/v1/nodes/{name}"), None);
+            (response.code == 200 && ready_of(&response.json()).0 == "True").then_some(())
+        });
+    }
+    let manifest = server.write(
+        "mover.yaml",
+        r#"apiVersion: pacer.dev/v1
+kind: App
+metadata: {name: mover, namespace: default}
+spec:
+  cmd: sleep 1000
+  cpus: 0.1
+  mem: 16
+  instances: 1
+  constraints: [["pool", "LIKE", "pair"]]
+  unreachableStrategy: {inactiveAfterSeconds: 1, expungeAfterSeconds: 600}
+"#,
+    );
+    server.run(&["apply", "-f", &manifest]).success();
+    let (first, first_node, pid) = server.eventually("the instance running on one agent", || {
+        let items = server.instances_of("default", "mover");
+        let running = items.iter().find(|i| i["status"]["phase"] == "Running")?;
+        Some((
+            running["metadata"]["name"].as_str()?.to_owned(),
+            running["spec"]["nodeName"].as_str()?.to_owned(),
+            running["status"]["runtimeId"]
+                .as_str()?
+                .parse::<u32>()
+                .ok()?,
+        ))
+    });
+    let _stale = KillGroupOnDrop(pid);
+    let (victim, survivor) = if first_node == "pair-1" {
+        (0, "pair-2")
+    } else {
+        (1, "pair-1")
+    };
+
+    // The agent is stopped for good (never restarted).
+    agents[victim].sigkill();
+    let replacement_pid = server.eventually("a replacement running on the other agent", || {
+        let items = server.instances_of("default", "mover");
+        let replacement = items.iter().find(|i| {
+            i["metadata"]["name"] != first.as_str()
+                && i["status"]["phase"] == "Running"
+                && i["spec"]["nodeName"] == survivor
+        })?;
+        replacement["status"]["runtimeId"]
+            .as_str()?
+            .parse::<u32>()
+            .ok()
+    });
+    assert!(
+        process_alive(replacement_pid),
+        "the replacement's process runs"
+    );
+    assert_ne!(replacement_pid, pid);
+    let stale = instance_named(&server, &first).unwrap();
+    assert_eq!(stale["status"]["phase"], "Lost", "{stale:#}");
+    assert_eq!(stale["spec"]["goal"], "Decommissioned", "{stale:#}");
+    assert_eq!(
+        ready_of(&node(&server, &first_node)),
+        ("Unknown".to_owned(), "NodeLeaseExpired".to_owned())
+    );
+
+    // Clean up through the API: the surviving agent stops the replacement. (The App itself
+    // stays until its Lost instance is expunged: its node never comes back.)
+    server
+        .run(&["delete", "app", "mover", "--wait=false"])
+        .success();
+    server.eventually("the replacement stopped", || {
+        (!process_alive(replacement_pid)).then_some(())
+    });
+    agents[1 - victim].assert_no_errors();
+    server.assert_no_unexpected_errors(&[]);
+}

@@ -37,7 +37,7 @@ fn with_common(fields: Value) -> Value {
         "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "default"}],
         "upgradeStrategy": {"minimumHealthCapacity": 1, "maximumOverCapacity": 1, "autoRevert": false},
         "killSelection": "YOUNGEST_FIRST",
-        "unreachableStrategy": {"inactiveAfterSeconds": 15, "expungeAfterSeconds": 300},
+        "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 300},
     });
     for (key, value) in fields.as_object().unwrap() {
         if value.is_null() {

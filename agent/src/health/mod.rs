@@ -17,7 +17,10 @@
 //! checks), counted from `startedAt`. Readiness checks stop once the instance is ready
 //! (Marathon checks readiness until the first ready answer); they never kill.
 //!
-//! Hollow instances are not probed: [`hollow_status`] reports them healthy and ready at once.
+//! Hollow instances are not probed: [`hollow_status`] reports them healthy and ready at once —
+//! unless their fleet was given a probe target (`pacer agent hollow --probe-target`, for
+//! benchmarks of health checking at scale): then one supervisor probes every hollow instance's
+//! HTTP, TCP and readiness checks against that address instead ([`Plan::aimed_at`]).
 
 pub mod check;
 pub mod probe;
@@ -282,6 +285,31 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// This plan with every HTTP and TCP health check and every readiness check probing
+    /// `target` instead of the instance's own port (a readiness check whose port name matched
+    /// nothing probes it over HTTP); command and unusable checks are dropped (a hollow
+    /// instance has nowhere to run them). `None` when no check is left.
+    pub fn aimed_at(mut self, target: SocketAddr) -> Option<Self> {
+        self.health.retain_mut(|check| match &mut check.probe {
+            Probe::Http { address, .. } | Probe::Tcp { address } => {
+                *address = target;
+                true
+            }
+            Probe::Command { .. } | Probe::Unusable(_) => false,
+        });
+        for check in &mut self.readiness {
+            // Even one whose port name resolves to nothing: the target stands in for the ports.
+            let scheme = check
+                .target
+                .as_ref()
+                .map_or(Scheme::Http, |(scheme, _)| *scheme);
+            check.target = Ok((scheme, target));
+        }
+        (!self.health.is_empty() || !self.readiness.is_empty()).then_some(self)
+    }
+}
+
 /// Now, to the millisecond: Marathon's timestamp precision (its Python client parses at most
 /// six fractional digits).
 fn now() -> Time {
@@ -376,6 +404,8 @@ pub struct HealthSupervisor {
     probing: HashMap<InstanceKey, Probing>,
     listing: Option<HashMap<InstanceKey, Instance>>,
     tasks: JoinSet<()>,
+    /// Probe this address instead of each instance's ports ([`Plan::aimed_at`]).
+    probe_target: Option<SocketAddr>,
 }
 
 impl HealthSupervisor {
@@ -400,7 +430,15 @@ impl HealthSupervisor {
             probing: HashMap::new(),
             listing: None,
             tasks: JoinSet::new(),
+            probe_target: None,
         })
+    }
+
+    /// This supervisor probing `target` for every instance's HTTP, TCP and readiness checks
+    /// (see [`Plan::aimed_at`]): how a hollow fleet really probes.
+    pub fn with_probe_target(mut self, target: SocketAddr) -> Self {
+        self.probe_target = Some(target);
+        self
     }
 
     /// Runs until `shutdown` or until `events` ends; probing stops with it.
@@ -469,7 +507,12 @@ impl HealthSupervisor {
     /// Starts, restarts or stops probing `instance` to match its current state.
     fn sync(&mut self, instance: &Instance) {
         let key = InstanceKey::of(instance);
-        let plan = Plan::of(instance, &self.launch, self.process.as_deref());
+        let plan = Plan::of(instance, &self.launch, self.process.as_deref()).and_then(|plan| {
+            match self.probe_target {
+                Some(target) => plan.aimed_at(target),
+                None => Some(plan),
+            }
+        });
         match (plan, self.probing.get(&key)) {
             (None, None) => {}
             (None, Some(_)) => self.stop(&key),

@@ -522,3 +522,83 @@ async fn command_checks_of_containers_run_with_docker_exec() {
         Ok(()) => panic!("a missing container cannot be healthy"),
     }
 }
+
+#[test]
+fn a_probe_target_takes_every_http_tcp_and_readiness_check() {
+    let template = AppSpec {
+        cmd: Some("serve".into()),
+        port_definitions: Some(vec![PortDefinition::default()]),
+        health_checks: Some(vec![
+            HealthCheck {
+                path: Some("/h".into()),
+                ..HealthCheck::default()
+            },
+            HealthCheck {
+                protocol: Some(HealthCheckProtocol::Tcp),
+                ..HealthCheck::default()
+            },
+            HealthCheck {
+                protocol: Some(HealthCheckProtocol::Command),
+                command: Some(CommandCheck {
+                    value: "true".into(),
+                }),
+                ..HealthCheck::default()
+            },
+        ]),
+        readiness_checks: Some(vec![ReadinessCheck::default()]),
+        ..AppSpec::default()
+    };
+    let context = LaunchContext {
+        host: "hollow-fleet".into(),
+        node: "hollow-fleet".into(),
+        agent_id: "hollow".into(),
+    };
+    let target: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+    let instance = running_instance(template, &[31000], false);
+    let plan = Plan::of(&instance, &context, None)
+        .unwrap()
+        .aimed_at(target)
+        .unwrap();
+    let probes: Vec<(i32, &Probe)> = plan
+        .health
+        .iter()
+        .map(|check| (check.index, &check.probe))
+        .collect();
+    assert_eq!(
+        probes,
+        vec![
+            (
+                0,
+                &Probe::Http {
+                    scheme: Scheme::Http,
+                    address: target,
+                    path: "/h".into(),
+                    ignore_http1xx: false,
+                }
+            ),
+            (1, &Probe::Tcp { address: target }),
+        ],
+        "the command check (nowhere to run on a hollow node) is dropped"
+    );
+    // Even though the instance has no port named `http-api`.
+    assert_eq!(plan.readiness[0].target, Ok((Scheme::Http, target)));
+
+    // Only command checks: nothing left to probe.
+    let commands_only = running_instance(
+        AppSpec {
+            cmd: Some("serve".into()),
+            health_checks: Some(vec![HealthCheck {
+                protocol: Some(HealthCheckProtocol::Command),
+                command: Some(CommandCheck {
+                    value: "true".into(),
+                }),
+                ..HealthCheck::default()
+            }]),
+            ..AppSpec::default()
+        },
+        &[],
+        false,
+    );
+    let plan = Plan::of(&commands_only, &context, None).unwrap();
+    assert!(plan.aimed_at(target).is_none());
+}

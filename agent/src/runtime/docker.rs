@@ -22,15 +22,17 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding as DockerPortBinding};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
 use crate::launch::{
     Command, InstanceKey, LABEL_AGENT, LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_NODE, Launch,
 };
-use crate::runtime::{Exit, ExitSender, Exited, Owned, Runtime, RuntimeError, Started};
+use crate::runtime::{
+    Exit, ExitSender, Exited, LogOptions, LogStream, NO_LOGS, Owned, Runtime, RuntimeError, Started,
+};
 
 /// Runs instances as Docker containers.
 #[derive(Debug)]
@@ -294,6 +296,55 @@ impl Runtime for DockerRuntime {
             });
         }
         Ok(owned)
+    }
+
+    /// The latest container of `key` (Docker lists the newest first), through the engine's
+    /// logs API: stdout and stderr interleaved as the engine recorded them.
+    async fn logs(
+        &self,
+        key: &InstanceKey,
+        options: LogOptions,
+    ) -> Result<LogStream, RuntimeError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_NODE}={}", self.node),
+                format!("{LABEL_AGENT}={}", self.agent_id),
+                format!("{LABEL_NAMESPACE}={}", key.namespace),
+                format!("{LABEL_INSTANCE}={}", key.name),
+            ],
+        )]);
+        let list = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(list))
+            .await
+            .map_err(|error| {
+                RuntimeError::new("RuntimeUnavailable", format!("list containers: {error}"))
+            })?;
+        let Some(id) = containers.into_iter().find_map(|container| container.id) else {
+            return Err(RuntimeError::new(
+                NO_LOGS,
+                format!("no container of {key} on this node"),
+            ));
+        };
+        let tail = options
+            .tail_lines
+            .map_or_else(|| "all".to_owned(), |lines| lines.to_string());
+        let logs = LogsOptionsBuilder::default()
+            .follow(options.follow)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let stream = self.docker.logs(&id, Some(logs)).map(|item| {
+            item.map(|output| output.into_bytes().to_vec())
+                .map_err(std::io::Error::other)
+        });
+        Ok(stream.boxed())
     }
 }
 

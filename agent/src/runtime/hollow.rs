@@ -8,9 +8,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 
 use crate::launch::{InstanceKey, Launch};
-use crate::runtime::{ExitSender, Owned, Runtime, RuntimeError, Started};
+use crate::runtime::{
+    ExitSender, LogOptions, LogStream, NO_LOGS, Owned, Runtime, RuntimeError, Started,
+};
 
 /// Runs nothing, remembers what it "runs".
 #[derive(Debug, Default)]
@@ -71,5 +74,27 @@ impl Runtime for HollowRuntime {
                 exit: None,
             })
             .collect())
+    }
+
+    /// A hollow instance runs nothing and writes nothing: its log is one synthetic line
+    /// saying so (also when following: there is nothing to wait for).
+    async fn logs(
+        &self,
+        key: &InstanceKey,
+        options: LogOptions,
+    ) -> Result<LogStream, RuntimeError> {
+        let Some(runtime_id) = self.running().get(key).cloned() else {
+            return Err(RuntimeError::new(
+                NO_LOGS,
+                format!("hollow instance {key} does not run here"),
+            ));
+        };
+        let line = if options.tail_lines == Some(0) {
+            Vec::new()
+        } else {
+            format!("hollow instance {key} ({runtime_id}): the hollow runtime runs nothing, so there is no output\n")
+                .into_bytes()
+        };
+        Ok(futures::stream::once(async move { Ok(line) }).boxed())
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod hollow;
+pub mod output;
 pub mod process;
 
 use std::sync::Arc;
@@ -65,6 +66,23 @@ pub struct Started {
     pub runtime_id: String,
 }
 
+/// Which part of an instance's output [`Runtime::logs`] reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming what the instance writes until it ends (or the reader goes away).
+    pub follow: bool,
+    /// Only the last this many lines (of each of stdout and stderr where they are kept
+    /// apart); `None`: everything.
+    pub tail_lines: Option<u64>,
+}
+
+/// An instance's output, chunk by chunk, as it is read.
+pub type LogStream = futures::stream::BoxStream<'static, Result<Vec<u8>, std::io::Error>>;
+
+/// The [`RuntimeError::reason`] of [`Runtime::logs`] when the runtime has nothing of that
+/// instance.
+pub const NO_LOGS: &str = "NoLogs";
+
 /// Why a runtime could not do what was asked. `reason` is the machine-readable word that
 /// goes into the Instance's `status.reason`.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +128,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Everything this agent's runtime runs or ran and has not removed; runs still going are
     /// watched from now on, their exits sent to `exits` (adoption after an agent restart).
     async fn list(&self, exits: &ExitSender) -> Result<Vec<Owned>, RuntimeError>;
+
+    /// The output (stdout and stderr) of the latest run of `key`, while the runtime still
+    /// keeps it; an error with reason [`NO_LOGS`] when it has none.
+    async fn logs(&self, key: &InstanceKey, options: LogOptions)
+    -> Result<LogStream, RuntimeError>;
 }
 
 /// The runtimes of one agent and the rule that picks one per instance.

@@ -34,7 +34,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::launch::{Command, InstanceKey, Launch};
-use crate::runtime::{Exit, ExitSender, Exited, Owned, Runtime, RuntimeError, Started};
+use crate::runtime::{
+    Exit, ExitSender, Exited, LogOptions, LogStream, NO_LOGS, Owned, Runtime, RuntimeError,
+    Started, output,
+};
 
 /// Name of the pid file in each sandbox.
 pub const PID_FILE: &str = "pacer.pid";
@@ -390,6 +393,36 @@ impl Runtime for ProcessRuntime {
             });
         }
         Ok(owned)
+    }
+
+    async fn logs(
+        &self,
+        key: &InstanceKey,
+        options: LogOptions,
+    ) -> Result<LogStream, RuntimeError> {
+        let sandbox = self.sandbox(key);
+        if !sandbox.join(STDOUT_FILE).is_file() {
+            return Err(RuntimeError::new(
+                NO_LOGS,
+                format!("no sandbox of {key} on this node"),
+            ));
+        }
+        // Following ends once the run is over: its pid file is gone (released) or its pid no
+        // longer names the process that started.
+        let pid_file = sandbox.join(PID_FILE);
+        let ended: output::Ended = Arc::new(move || {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|text| serde_json::from_str::<PidFile>(&text).ok())
+                .is_none_or(|record| !process_alive(record.pid, record.start_time))
+        });
+        let paths = [sandbox.join(STDOUT_FILE), sandbox.join(STDERR_FILE)];
+        output::stream_files(&paths, options, ended).map_err(|error| {
+            RuntimeError::new(
+                "LogsFailed",
+                format!("read the output of {key} in {}: {error}", sandbox.display()),
+            )
+        })
     }
 }
 

@@ -69,10 +69,20 @@ pub fn after(at: Time, seconds: i64) -> Time {
 
 /// Whether `node` is reachable at `now`, given its lease (if any) and how long a node may go
 /// without any lease after its creation (`grace_seconds`).
+///
+/// `observing_since` is when this controller (this leadership term) started watching. As in
+/// Kubernetes' node lifecycle controller, a lease counts as expired only once it went unrenewed
+/// for its whole duration *as observed by this controller*: the deadline is
+/// `max(renewTime, observing_since) + leaseDurationSeconds`, and the no-lease grace counts from
+/// `max(creationTimestamp, observing_since)`. So a control plane that was down longer than the
+/// lease (agents alive but unable to renew) does not declare every node dead when it starts; the
+/// agents get one lease duration to renew first. A lease without a holder (the agent released
+/// it) is unreachable at once.
 pub fn reachability(
     node: &Node,
     lease: Option<&Lease>,
     now: Time,
+    observing_since: Time,
     grace_seconds: i64,
 ) -> Reachability {
     if is_agentless(node) {
@@ -82,6 +92,17 @@ pub fn reachability(
         Some(lease) if lease.is_held(now) => Reachability::Reachable {
             until: lease.expires_at(),
         },
+        Some(lease)
+            if lease.holder().is_some()
+                && now < after(observing_since, i64::from(lease.spec.duration_seconds())) =>
+        {
+            Reachability::Reachable {
+                until: Some(after(
+                    observing_since,
+                    i64::from(lease.spec.duration_seconds()),
+                )),
+            }
+        }
         Some(lease) => Reachability::Unreachable {
             message: match (
                 lease.holder(),
@@ -97,9 +118,11 @@ pub fn reachability(
             },
         },
         None => match node.metadata.creation_timestamp {
-            Some(created) if now < after(created, grace_seconds) => Reachability::Reachable {
-                until: Some(after(created, grace_seconds)),
-            },
+            Some(created) if now < after(created.max(observing_since), grace_seconds) => {
+                Reachability::Reachable {
+                    until: Some(after(created.max(observing_since), grace_seconds)),
+                }
+            }
             Some(_) => Reachability::Unreachable {
                 message: format!(
                     "the node has had no lease for {grace_seconds} s since it was registered"
@@ -327,17 +350,60 @@ mod tests {
     fn reachability_follows_the_lease_and_the_grace_period() {
         let plain = node(json!({}), Some(("True", "AgentReady")));
         let agentless = node(json!({AGENTLESS_ANNOTATION: "true"}), None);
-        // (node, lease, now, expected)
+        // (node, lease, observing since, now, expected)
         let table = [
-            (&plain, Some(lease("n1", 100, 10)), 109, Some(Some(at(110)))),
-            (&plain, Some(lease("n1", 100, 10)), 110, None),
-            (&plain, Some(lease("", 100, 10)), 101, None),
-            (&plain, None, 39, Some(Some(at(40)))),
-            (&plain, None, 40, None),
-            (&agentless, None, 1000, Some(None)),
+            (
+                &plain,
+                Some(lease("n1", 100, 10)),
+                0,
+                109,
+                Some(Some(at(110))),
+            ),
+            (&plain, Some(lease("n1", 100, 10)), 0, 110, None),
+            (&plain, Some(lease("", 100, 10)), 0, 101, None),
+            (&plain, None, 0, 39, Some(Some(at(40)))),
+            (&plain, None, 0, 40, None),
+            (&agentless, None, 0, 1000, Some(None)),
+            // A controller that started after a long outage gives the agent one lease
+            // duration of its own observation before the verdict.
+            (
+                &plain,
+                Some(lease("n1", 100, 10)),
+                500,
+                500,
+                Some(Some(at(510))),
+            ),
+            (
+                &plain,
+                Some(lease("n1", 100, 10)),
+                500,
+                509,
+                Some(Some(at(510))),
+            ),
+            (&plain, Some(lease("n1", 100, 10)), 500, 510, None),
+            // Observation started mid-lease: the lease's own end is later and wins.
+            (
+                &plain,
+                Some(lease("n1", 100, 10)),
+                95,
+                104,
+                Some(Some(at(110))),
+            ),
+            (
+                &plain,
+                Some(lease("n1", 100, 10)),
+                95,
+                106,
+                Some(Some(at(110))),
+            ),
+            // A released lease is unreachable at once, however recent the observation.
+            (&plain, Some(lease("", 100, 10)), 500, 500, None),
+            // The no-lease grace counts from the later of creation and observation.
+            (&plain, None, 100, 139, Some(Some(at(140)))),
+            (&plain, None, 100, 140, None),
         ];
-        for (index, (node, lease, now, expect)) in table.into_iter().enumerate() {
-            let got = reachability(node, lease.as_ref(), at(now), 40);
+        for (index, (node, lease, observing, now, expect)) in table.into_iter().enumerate() {
+            let got = reachability(node, lease.as_ref(), at(now), at(observing), 40);
             match expect {
                 Some(until) if is_agentless(node) => {
                     assert_eq!(got, Reachability::Exempt, "row {index}");
@@ -494,14 +560,19 @@ mod tests {
                 100_000,
                 None,
             ),
-            // No strategy in the template: the defaults (15 s, 300 s).
+            // No strategy in the template: the defaults (0 s, 300 s): decommissioned at once.
             (
                 serde_json::Value::Null,
                 "Running",
                 None,
                 "Running",
                 100,
-                Some((InstancePhase::Lost, InstanceGoal::Running, 100, Some(115))),
+                Some((
+                    InstancePhase::Lost,
+                    InstanceGoal::Decommissioned,
+                    100,
+                    Some(400),
+                )),
             ),
             // Already being killed: Gone at expungeAfter, no decommission step.
             (

@@ -287,6 +287,9 @@ impl NodeLifecycleController {
             fenced = leadership.is_some(),
             "node lifecycle controller started"
         );
+        // Lease expiry counts from no earlier than now (see `decide::reachability`): after a
+        // control-plane outage agents get one lease duration to renew before any verdict.
+        let observing_since = self.clock.now();
         let mut written = Seen::default();
         while rounds.next(&shutdown).await {
             if written != Seen::default() {
@@ -306,7 +309,12 @@ impl NodeLifecycleController {
                 }
             }
             let round = self
-                .round(&caches, &unreachable, leadership.as_deref())
+                .round(
+                    &caches,
+                    &unreachable,
+                    leadership.as_deref(),
+                    observing_since,
+                )
                 .await?;
             written.nodes = written.nodes.max(round.written.nodes);
             written.instances = written.instances.max(round.written.instances);
@@ -412,6 +420,7 @@ impl NodeLifecycleController {
         caches: &Caches,
         unreachable: &Unreachable,
         leadership: Option<&Leadership>,
+        observing_since: Time,
     ) -> Result<Round, NodeLifecycleError> {
         let now = self.clock.now();
         let grace = i64::try_from(self.config.no_lease_grace.as_secs()).unwrap_or(i64::MAX);
@@ -435,7 +444,13 @@ impl NodeLifecycleController {
         nodes.sort_by(|a, b| a.metadata.name_str().cmp(b.metadata.name_str()));
         for node in &nodes {
             let name = node.metadata.name_str();
-            let reach = decide::reachability(node, leases.get(name).map(Arc::as_ref), now, grace);
+            let reach = decide::reachability(
+                node,
+                leases.get(name).map(Arc::as_ref),
+                now,
+                observing_since,
+                grace,
+            );
             if let Some((updated, event)) = decide::node_transition(node, &reach, now) {
                 if event.reason == decide::NODE_READY {
                     tracing::info!(node = name, message = %event.message, "node reachable again");

@@ -197,10 +197,13 @@ async fn an_expired_lease_walks_the_node_and_its_instances_through_the_strategy(
     add_instance(s, "c-1", "n1", short.clone(), "Finished").await;
     add_instance(s, "d-1", "n2", short.clone(), "Running").await;
     add_instance(s, "e-1", "n3", short.clone(), "Running").await;
-    let clock = Arc::new(ManualClock::new(at(5)));
+    // The controller starts observing at t=0 (lease expiry counts from no earlier than that).
+    let clock = Arc::new(ManualClock::new(at(0)));
     let (shutdown, task) = start(&store, &clock, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Everything is fine at t=5 (and the agentless n2 is never checked).
+    clock.set(at(5));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ready_of(&node(s, "n1").await).0, ConditionStatus::True);
     assert!(event(s, "n1.nodenotready").await.is_none());
@@ -340,6 +343,8 @@ async fn without_a_lease_a_node_is_unreachable_after_the_grace_period() {
     .await;
     let clock = Arc::new(ManualClock::new(at(0)));
     let (shutdown, task) = start(&store, &clock, None);
+    // Let the controller start observing at t=0 (the grace counts from no earlier than that).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // (clock, expected Ready of n1, expected phase of a-1)
     let table = [
         (39, ConditionStatus::True, InstancePhase::Staging),
@@ -394,4 +399,41 @@ async fn a_deposed_leader_stops_and_writes_nothing() {
     );
     assert_eq!(ready_of(&node(s, "n1").await).0, ConditionStatus::True);
     assert!(event(s, "n1.nodenotready").await.is_none());
+}
+
+#[tokio::test]
+async fn a_controller_starting_after_an_outage_gives_leases_one_duration_to_renew() {
+    let (_dir, store) = store();
+    let s = store.as_ref();
+    // n1's lease was last renewed at t=0 (10 s); the control plane comes back at t=100.
+    add_node(s, "n1", false).await;
+    renew(s, "n1", 0, 10).await;
+    let short = json!({"inactiveAfterSeconds": 0, "expungeAfterSeconds": 30});
+    add_instance(s, "a-1", "n1", short, "Running").await;
+    let clock = Arc::new(ManualClock::new(at(100)));
+    let (shutdown, task) = start(&store, &clock, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Expired against the wall clock, but not yet as observed by this controller.
+    clock.set(at(109));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ready_of(&node(s, "n1").await).0, ConditionStatus::True);
+    assert_eq!(instance(s, "a-1").await.phase(), InstancePhase::Running);
+
+    // The agent renews in time: nothing happens at t=110 either.
+    renew(s, "n1", 109, 10).await;
+    clock.set(at(110));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ready_of(&node(s, "n1").await).0, ConditionStatus::True);
+    assert_eq!(instance(s, "a-1").await.phase(), InstancePhase::Running);
+
+    // It stops renewing: unreachable once its lease really ends.
+    clock.set(at(119));
+    eventually("n1 unreachable and a-1 Lost", || async {
+        ready_of(&node(s, "n1").await).0 == ConditionStatus::Unknown
+            && instance(s, "a-1").await.phase() == InstancePhase::Lost
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
 }
