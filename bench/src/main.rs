@@ -8,11 +8,18 @@
 //! latencies, shown beside the store's figure). A benchmark is not a test: a missed target is reported (in the table and in the JSON results) and the process
 //! still exits 0; it exits non-zero only when the benchmark itself fails.
 
+mod agent;
 mod api;
+mod events;
+mod health;
+mod hollow_nodes;
 mod load;
 mod machine;
+mod marathon;
+mod offers;
 mod placement;
 mod results;
+mod rollout;
 mod store;
 
 use std::path::PathBuf;
@@ -47,6 +54,27 @@ enum Suite {
     /// mixed constraints bound onto 1,000 hollow nodes, beside the raw embedded store's
     /// batched-write throughput.
     Placement(placement::PlacementArgs),
+    /// Node agents: node death → replacement Running (two real `pacer agent` processes,
+    /// beside the first launch), and the heartbeat cost of 1,000 hollow agents on the control
+    /// plane (beside the idle control plane).
+    Agent(agent::AgentArgs),
+    /// A rolling upgrade of 1,000 instances across 100 Apps on hollow agents in the real
+    /// `pacer dev`, beside the initial rollout of the same Apps.
+    Rollout(rollout::RolloutArgs),
+    /// Marathon's scale scenarios through `/v2` on hollow agents (N apps x 1 instance, 1 app x
+    /// N instances), beside the same Apps created through `/apis`.
+    Marathon(marathon::MarathonArgs),
+    /// The offer broker's offer cycle: 3 frameworks (in-bench schedulers over HTTP) launch
+    /// 10,000 instances through offers on 1,000 hollow nodes, beside direct placement of as many
+    /// (the placement suite) in the same run.
+    Offers(offers::OffersArgs),
+    /// SSE fan-out: 100 subscribers on `/v2/events` during a 1,000-instance deployment on
+    /// hollow agents (event delay p99, events per subscriber, disconnects), beside 1 subscriber.
+    Events(events::EventsArgs),
+    /// Health checking of 10,000 instances at a 10 s interval on hollow agents that really
+    /// probe (`--probe-target`, an in-bench HTTP server counting checks): checks/s and
+    /// control-plane CPU, beside the idle control plane.
+    Health(health::HealthArgs),
 }
 
 /// Where results go unless `--out` says otherwise: `bench/results/` in the source tree.
@@ -77,6 +105,12 @@ fn main() -> ExitCode {
             Suite::Store(args) => store::run(args).await,
             Suite::Api(args) => api::run(args).await,
             Suite::Placement(args) => placement::run(args).await,
+            Suite::Agent(args) => agent::run(args).await,
+            Suite::Rollout(args) => rollout::run(args).await,
+            Suite::Marathon(args) => marathon::run(args).await,
+            Suite::Offers(args) => offers::run(args).await,
+            Suite::Events(args) => events::run(args).await,
+            Suite::Health(args) => health::run(args).await,
         }
     });
     // Do not wait for tasks a failed run left behind (a hung watcher, a stuck write).

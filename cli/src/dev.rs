@@ -33,9 +33,10 @@ pub(crate) struct DevArgs {
     /// Run no local agent (the control plane only).
     #[arg(long)]
     no_agent: bool,
-    /// Run no controllers (the API and the store only).
-    #[arg(long)]
-    no_controllers: bool,
+    #[command(flatten)]
+    controllers: crate::server::ControllerArgs,
+    #[command(flatten)]
+    metrics: crate::metrics_push::MetricsArgs,
 }
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -77,7 +78,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             agent_shutdown.cancel();
         })
     };
-    let served = crate::server::serve_api(Arc::new(store), args.listen, !args.no_controllers).await;
+    let served = crate::server::serve_api(
+        Arc::new(store),
+        args.listen,
+        args.controllers.config(),
+        args.metrics.push_config(),
+    )
+    .await;
     agent_shutdown.cancel();
     signal.abort();
     if let Some(agent) = agent {
@@ -114,6 +121,7 @@ fn start_local_agent(
         docker: pacer_agent::DockerMode::IfAvailable,
         process: true,
         processes_die_with_agent: true,
+        listen: None,
     };
     tracing::info!(node = %options.node, "pacer dev: starting the local agent");
     Ok(tokio::spawn(pacer_agent::run(client, options, shutdown)))

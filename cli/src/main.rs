@@ -9,8 +9,10 @@ mod describe;
 mod dev;
 mod diff;
 mod get;
+mod logs;
 mod manifest;
 mod merge;
+mod metrics_push;
 mod node;
 mod output;
 mod queue;
@@ -59,6 +61,9 @@ enum Command {
     /// The launch queue: reset an App's launch backoff (`pacer get queue` lists it).
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Print (or follow with -f) the stdout and stderr of an instance, or of every instance
+    /// of an App.
+    Logs(logs::LogsArgs),
 }
 
 #[tokio::main]
@@ -70,6 +75,15 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Dev(_) | Command::Server(_) | Command::Agent(_)
+    ) {
+        // A client command whose reader went away (`pacer get instances | head`) ends as other
+        // Unix tools do, instead of panicking in `println!`. Long-running processes keep Rust's
+        // ignored SIGPIPE.
+        sigpipe::reset();
+    }
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Server(args) => server::run(args).await,
@@ -86,5 +100,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Node(command) => output::finish(node::run(command).await),
         Command::Rollout(command) => output::finish(rollout::run(command).await),
         Command::Queue(command) => output::finish(queue::run(command).await),
+        Command::Logs(args) => output::finish(logs::run(args).await),
     }
 }

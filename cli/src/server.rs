@@ -9,9 +9,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use pacer_apiserver::{ApiConfig, ApiState};
+use pacer_controllers::ControllersConfig;
+use pacer_controllers::event_gc::EventGcConfig;
 use pacer_store::Store;
 use pacer_store::etcd::{EtcdConfig, EtcdStore};
 
@@ -24,9 +27,39 @@ pub(crate) struct ServerArgs {
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Serve the API only; run no controllers in this replica.
+    #[command(flatten)]
+    controllers: ControllerArgs,
+    #[command(flatten)]
+    metrics: crate::metrics_push::MetricsArgs,
+}
+
+/// The controller flags shared by `pacer server` and `pacer dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ControllerArgs {
+    /// Serve the API only; run no controllers in this process.
     #[arg(long)]
     no_controllers: bool,
+    /// How long an Event is kept after its last occurrence (e.g. 1h, 30m).
+    #[arg(long, default_value = "1h", value_parser = parse_event_ttl)]
+    event_ttl: Duration,
+}
+
+impl ControllerArgs {
+    /// The controllers' configuration, or `None` with `--no-controllers`.
+    pub(crate) fn config(&self) -> Option<ControllersConfig> {
+        (!self.no_controllers).then(|| ControllersConfig {
+            event_gc: EventGcConfig::default().with_ttl(self.event_ttl),
+        })
+    }
+}
+
+/// A positive duration (`crate::node::parse_duration`'s forms).
+fn parse_event_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = crate::node::parse_duration(text)?;
+    if ttl.is_zero() {
+        return Err("the Event TTL must be positive".to_owned());
+    }
+    Ok(ttl)
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -38,25 +71,46 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         endpoints = store.endpoints(),
         "pacer server: connected to etcd"
     );
-    serve_api(Arc::new(store), args.listen, !args.no_controllers).await
+    serve_api(
+        Arc::new(store),
+        args.listen,
+        args.controllers.config(),
+        args.metrics.push_config(),
+    )
+    .await
 }
 
-/// Serves the API on `listen` over `store`, and (with `controllers`) runs the controllers, each
-/// under its own leader election, beside it, until Ctrl-C or SIGTERM.
+/// Serves the API on `listen` over `store`, and (with a `controllers` configuration) runs the
+/// controllers, each under its own leader election, and the instance census beside it, until
+/// Ctrl-C or SIGTERM. Every store call is timed for `/metrics`, which `push` also sends to
+/// StatsD/Graphite.
 pub(crate) async fn serve_api(
     store: Arc<dyn Store>,
     listen: SocketAddr,
-    controllers: bool,
+    controllers: Option<ControllersConfig>,
+    push: pacer_metrics::push::PushConfig,
 ) -> anyhow::Result<()> {
+    let store = pacer_metrics::InstrumentedStore::wrap(store);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let identity = format!("{}:{listen}", std::process::id());
-    let controllers = if controllers {
+    let pusher = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { pacer_metrics::push::run(pacer_metrics::global(), push, shutdown).await }
+    });
+    let census = controllers.is_some().then(|| {
+        tokio::spawn(pacer_controllers::instance_census::run(
+            Arc::clone(&store),
+            shutdown.clone(),
+        ))
+    });
+    let controllers = if let Some(config) = controllers {
         tokio::spawn(pacer_controllers::run(
             Arc::clone(&store),
             identity,
+            config,
             shutdown.clone(),
         ))
     } else {
@@ -80,6 +134,10 @@ pub(crate) async fn serve_api(
         Ok(Err(error)) => tracing::error!(%error, "controllers failed"),
         Err(error) => tracing::error!(%error, "controllers task failed"),
     }
+    if let Some(census) = census {
+        let _ = census.await;
+    }
+    let _ = pusher.await;
     served?;
     tracing::info!("stopped");
     Ok(())

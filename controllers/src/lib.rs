@@ -13,6 +13,9 @@
 //! - [`health`]: the health controller — instances whose agent-run health checks failed
 //!   `maxConsecutiveFailures` times outside their grace period are decommissioned (and so
 //!   replaced), with an `Unhealthy` Event.
+//! - [`offers`]: the offer broker — free node resources become `Offer`s for registered
+//!   `Framework`s in Dominant Resource Fairness order; accept = bind in one transaction.
+//! - [`event_gc`]: deletes Events an hour (the configured TTL) after their last occurrence.
 //! - [`rounds`]: the wake/resync/deadline/debounce loop of the round-based controllers, their
 //!   injected [`Clock`](rounds::Clock) and the error that stops them.
 //! - [`store_source`]: the store as a source for `pacer-client`'s runtime.
@@ -21,11 +24,15 @@
 //! [`run`] starts every controller under its own election; `pacer server` and `pacer dev` call
 //! it next to the API server.
 
+pub mod controller_metrics;
 pub mod deployment;
+pub mod event_gc;
 pub mod events;
 pub mod health;
+pub mod instance_census;
 pub mod leader;
 pub mod node_lifecycle;
+pub mod offers;
 pub mod placement;
 pub mod placement_controller;
 pub mod rounds;
@@ -40,12 +47,20 @@ pub use leader::{ElectionConfig, LeaderError, run_elected};
 pub use placement_controller::{PlacementConfig, PlacementController, PlacementError};
 pub use store_source::StoreSource;
 
+/// What a process tunes of the controllers that [`run`] starts (the rest keep their defaults).
+#[derive(Debug, Clone, Default)]
+pub struct ControllersConfig {
+    /// The Event garbage collector (`pacer server|dev --event-ttl`).
+    pub event_gc: event_gc::EventGcConfig,
+}
+
 /// Runs every controller on `store`, each under its own leader election as `identity` (e.g.
-/// `host:pid`), until `shutdown` is cancelled. Today: the placement, node lifecycle, health and
-/// deployment controllers.
+/// `host:pid`), until `shutdown` is cancelled: the placement, node lifecycle, health and
+/// deployment controllers, the Event GC and the offer broker.
 pub async fn run(
     store: Arc<dyn Store>,
     identity: String,
+    config: ControllersConfig,
     shutdown: CancellationToken,
 ) -> Result<(), LeaderError> {
     // The store, election and shutdown token of one controller's `run_elected`; the store is
@@ -108,5 +123,41 @@ pub async fn run(
             .run(Some(leadership), token)
         },
     );
-    tokio::try_join!(placement, node_lifecycle, health, deployment).map(|_| ())
+    let (own, election, stop) = elect(event_gc::CONTROLLER_NAME);
+    let event_gc = run_elected(
+        Arc::clone(&own),
+        election,
+        stop,
+        move |leadership, token| {
+            event_gc::EventGcController::new(
+                Arc::clone(&own),
+                Arc::new(node_lifecycle::SystemClock),
+                config.event_gc.clone(),
+            )
+            .run(Some(leadership), token)
+        },
+    );
+    let (own, election, stop) = elect(offers::CONTROLLER_NAME);
+    let offer_broker = run_elected(
+        Arc::clone(&own),
+        election,
+        stop,
+        move |leadership, token| {
+            offers::OfferBroker::new(
+                Arc::clone(&own),
+                Arc::new(node_lifecycle::SystemClock),
+                offers::OfferBrokerConfig::default(),
+            )
+            .run(Some(leadership), token)
+        },
+    );
+    tokio::try_join!(
+        placement,
+        node_lifecycle,
+        health,
+        deployment,
+        event_gc,
+        offer_broker
+    )
+    .map(|_| ())
 }
