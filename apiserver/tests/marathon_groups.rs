@@ -8,66 +8,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use axum::http::{Method, header};
-use common::{Harness, Reply, app_url};
+use common::marathon::{assert_contains, example, expect, send_json};
+use common::{Harness, app_url};
 use serde_json::{Value, json};
 
 /// Keys of a group that marathon-python 0.13.0 accepts (`MarathonGroup.__init__`).
 const CLIENT_GROUP_KEYS: &[&str] = &["apps", "dependencies", "groups", "id", "pods", "version"];
-
-fn example(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/marathon-examples")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn send(h: &Harness, method: Method, uri: &str, body: &Value) -> Reply {
-    h.call(method, uri, Some("application/json"), body.to_string())
-        .await
-}
-
-/// Asserts the status and Marathon's JSON content type; returns the body.
-#[track_caller]
-fn expect(reply: &Reply, code: u16) -> Value {
-    let body = reply.json();
-    assert_eq!(reply.status.as_u16(), code, "body: {body:#}");
-    assert_eq!(
-        reply.headers.get(header::CONTENT_TYPE).unwrap(),
-        "application/json"
-    );
-    body
-}
-
-/// Every value of `expected` is in `actual` (numbers compare as numbers).
-#[track_caller]
-fn assert_contains(expected: &Value, actual: &Value, path: &str) {
-    match (expected, actual) {
-        (Value::Object(expected), Value::Object(actual)) => {
-            for (key, value) in expected {
-                let found = actual
-                    .get(key)
-                    .unwrap_or_else(|| panic!("{path}/{key} missing in {actual:?}"));
-                assert_contains(value, found, &format!("{path}/{key}"));
-            }
-        }
-        (Value::Array(expected), Value::Array(actual)) => {
-            assert_eq!(expected.len(), actual.len(), "{path}: {actual:?}");
-            for (index, (value, found)) in expected.iter().zip(actual).enumerate() {
-                assert_contains(value, found, &format!("{path}({index})"));
-            }
-        }
-        (Value::Number(expected), Value::Number(actual)) => {
-            assert_eq!(expected.as_f64(), actual.as_f64(), "{path}");
-        }
-        (expected, actual) => assert_eq!(expected, actual, "{path}"),
-    }
-}
 
 /// Every group of the tree carries only keys marathon-python knows.
 #[track_caller]
@@ -103,7 +51,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
     let tree = example("group.json");
 
     // The root always exists: POST of `/` is Marathon's 409.
-    let body = expect(&send(&h, Method::POST, "/v2/groups", &tree).await, 409);
+    let body = expect(&send_json(&h, Method::POST, "/v2/groups", &tree).await, 409);
     assert_eq!(
         body["message"],
         "Group / is already created. Use PUT to change this group."
@@ -112,7 +60,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
     // dryRun: the plan, nothing written.
     let before = h.revision().await;
     let plan = expect(
-        &send(&h, Method::PUT, "/v2/groups?dryRun=true", &tree).await,
+        &send_json(&h, Method::PUT, "/v2/groups?dryRun=true", &tree).await,
         200,
     );
     assert_eq!(h.revision().await, before, "a dry run writes nothing");
@@ -147,7 +95,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
     );
 
     // The example, unchanged, through PUT of the root: one transaction for its three apps.
-    let result = expect(&send(&h, Method::PUT, "/v2/groups", &tree).await, 200);
+    let result = expect(&send_json(&h, Method::PUT, "/v2/groups", &tree).await, 200);
     assert!(result["deploymentId"].is_string() && result["version"].is_string());
     assert_eq!(h.revision().await, before + 1, "one transaction");
 
@@ -206,7 +154,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
 
     // PUT of the same tree again changes nothing.
     let before = h.revision().await;
-    expect(&send(&h, Method::PUT, "/v2/groups", &tree).await, 200);
+    expect(&send_json(&h, Method::PUT, "/v2/groups", &tree).await, 200);
     assert_eq!(
         h.revision().await,
         before,
@@ -215,7 +163,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
 
     // A group from the example, POSTed on its own to an empty server: 201 with a Location.
     let h = Harness::new();
-    let reply = send(&h, Method::POST, "/v2/groups", &tree["groups"][0]).await;
+    let reply = send_json(&h, Method::POST, "/v2/groups", &tree["groups"][0]).await;
     let body = expect(&reply, 201);
     assert!(body["deploymentId"].is_string(), "{body}");
     assert!(
@@ -225,7 +173,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
             .ends_with("/v2/groups/tools")
     );
     let body = expect(
-        &send(&h, Method::POST, "/v2/groups", &tree["groups"][0]).await,
+        &send_json(&h, Method::POST, "/v2/groups", &tree["groups"][0]).await,
         409,
     );
     assert_eq!(
@@ -238,7 +186,7 @@ async fn marathon_example_group_tree_is_accepted_unchanged() {
 async fn groups_create_update_scale_delete_and_versions() {
     let h = Harness::new();
     expect(
-        &send(
+        &send_json(
             &h,
             Method::POST,
             "/v2/apps",
@@ -257,7 +205,10 @@ async fn groups_create_update_scale_delete_and_versions() {
         "groups": [{"id": "db", "apps": [{"id": "pg", "cmd": "sleep 100"}]}],
     });
     let before = h.revision().await;
-    expect(&send(&h, Method::POST, "/v2/groups", &group).await, 201);
+    expect(
+        &send_json(&h, Method::POST, "/v2/groups", &group).await,
+        201,
+    );
     assert_eq!(h.revision().await, before + 1, "one transaction");
 
     // Apps of the group are Apps of namespace `prod`; group dependencies reached each app.
@@ -299,7 +250,7 @@ async fn groups_create_update_scale_delete_and_versions() {
     // `groups` keeps db.
     let update = json!({"id": "/prod/shop", "apps": [{"id": "web", "cmd": "sleep 200"}]});
     let result = expect(
-        &send(&h, Method::PUT, "/v2/groups/prod/shop", &update).await,
+        &send_json(&h, Method::PUT, "/v2/groups/prod/shop", &update).await,
         200,
     );
     assert!(result["deploymentId"].is_string() && result["version"].is_string());
@@ -316,7 +267,7 @@ async fn groups_create_update_scale_delete_and_versions() {
 
     // scaleBy scales every app below the group, rounding up.
     expect(
-        &send(
+        &send_json(
             &h,
             Method::PUT,
             "/v2/groups/prod/shop",
@@ -347,7 +298,7 @@ async fn groups_create_update_scale_delete_and_versions() {
     // A rollback to a version no app of the group has (no deployment controller here writes
     // AppVersions) is a 404.
     let body = expect(
-        &send(
+        &send_json(
             &h,
             Method::PUT,
             "/v2/groups/prod/shop",
@@ -389,7 +340,7 @@ async fn group_errors_name_the_app_inside_the_group_and_write_nothing() {
     let h = Harness::new();
     let before = h.revision().await;
     let body = expect(
-        &send(
+        &send_json(
             &h,
             Method::POST,
             "/v2/groups",
@@ -402,7 +353,7 @@ async fn group_errors_name_the_app_inside_the_group_and_write_nothing() {
     assert_eq!(body["message"], "Object is not valid");
     assert_eq!(body["details"][0]["path"], "/apps(1)/cpus", "{body}");
     let body = expect(
-        &send(
+        &send_json(
             &h,
             Method::POST,
             "/v2/groups",
@@ -416,7 +367,7 @@ async fn group_errors_name_the_app_inside_the_group_and_write_nothing() {
         "{body}"
     );
     let body = expect(
-        &send(
+        &send_json(
             &h,
             Method::POST,
             "/v2/groups",
@@ -432,7 +383,7 @@ async fn group_errors_name_the_app_inside_the_group_and_write_nothing() {
     );
     // A dependency cycle among the apps of one request.
     let body = expect(
-        &send(
+        &send_json(
             &h,
             Method::POST,
             "/v2/groups",
@@ -472,7 +423,7 @@ async fn group_errors_name_the_app_inside_the_group_and_write_nothing() {
     let body = expect(&h.get("/v2/groups/nope").await, 404);
     assert_eq!(body["message"], "Group '/nope' does not exist");
     let body = expect(
-        &send(&h, Method::PUT, "/v2/groups/nope", &json!({"scaleBy": 2})).await,
+        &send_json(&h, Method::PUT, "/v2/groups/nope", &json!({"scaleBy": 2})).await,
         404,
     );
     assert_eq!(body["message"], "Group '/nope' does not exist");
@@ -483,7 +434,10 @@ async fn a_locked_app_refuses_its_group_write_until_forced() {
     let h = Harness::new();
     let group =
         json!({"id": "/g", "apps": [{"id": "a", "cmd": "sleep 1"}, {"id": "b", "cmd": "sleep 1"}]});
-    expect(&send(&h, Method::POST, "/v2/groups", &group).await, 201);
+    expect(
+        &send_json(&h, Method::POST, "/v2/groups", &group).await,
+        201,
+    );
     h.post(
         "/apis/pacer.dev/v1/deployments",
         &json!({"metadata": {"name": "d-1"},
@@ -508,7 +462,7 @@ async fn a_locked_app_refuses_its_group_write_until_forced() {
         let reply = if body.is_null() {
             h.call(method, uri, None, Body::empty()).await
         } else {
-            send(&h, method, uri, &body).await
+            send_json(&h, method, uri, &body).await
         };
         let body = expect(&reply, 409);
         assert_eq!(body["deployments"], json!([{"id": "d-1"}]), "{body}");
@@ -527,7 +481,7 @@ async fn a_locked_app_refuses_its_group_write_until_forced() {
 
     // marathon-python sends `force=True`.
     expect(
-        &send(
+        &send_json(
             &h,
             Method::PUT,
             "/v2/groups/g?force=True",
@@ -548,7 +502,7 @@ async fn a_group_larger_than_one_transaction_is_written_whole() {
         .collect();
     let before = h.revision().await;
     expect(
-        &send(
+        &send_json(
             &h,
             Method::POST,
             "/v2/groups",

@@ -13,41 +13,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, header};
+use common::marathon::{CLIENT_TASK_KEYS, expect};
 use common::{Harness, Reply, app_url};
 use pacer_store::{Election, Store};
 use serde_json::{Value, json};
-
-/// Keys of a task that marathon-python 0.13.0 accepts (`MarathonTask.__init__`).
-const CLIENT_TASK_KEYS: &[&str] = &[
-    "appId",
-    "healthCheckResults",
-    "host",
-    "id",
-    "ports",
-    "servicePorts",
-    "slaveId",
-    "stagedAt",
-    "startedAt",
-    "version",
-    "ipAddresses",
-    "state",
-    "localVolumes",
-    "region",
-    "zone",
-    "role",
-];
-
-/// Asserts the status and Marathon's JSON content type; returns the body.
-#[track_caller]
-fn expect(reply: &Reply, code: u16) -> Value {
-    let body = reply.json();
-    assert_eq!(reply.status.as_u16(), code, "body: {body:#}");
-    assert_eq!(
-        reply.headers.get(header::CONTENT_TYPE).unwrap(),
-        "application/json"
-    );
-    body
-}
 
 #[track_caller]
 fn assert_task_keys(task: &Value) {

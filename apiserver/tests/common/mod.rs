@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod marathon;
+
 use std::sync::Arc;
 use std::time::Duration;
 
