@@ -178,6 +178,26 @@ impl DevServer {
     }
 }
 
+/// How a control-plane suite starts: the open-file limit raised for `connections` more
+/// sockets, the TLS provider installed, one HTTP client, and `pacer dev --no-agent` (hollow
+/// nodes only) from `pacer_bin` or the `pacer` next to this executable. Returns the client,
+/// the binary (to start agents with) and the server.
+pub async fn start_control_plane(
+    pacer_bin: Option<PathBuf>,
+    connections: u64,
+) -> Result<(reqwest::Client, PathBuf, DevServer)> {
+    super::raise_nofile_limit(connections + 256)?;
+    super::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("build the HTTP client")?;
+    let binary = locate_binary(pacer_bin)?;
+    eprintln!("starting {} dev --no-agent", binary.display());
+    let server = DevServer::start_with_args(&binary, &client, &["--no-agent"]).await?;
+    Ok((client, binary, server))
+}
+
 /// The `pacer` binary to run: `--pacer-bin` if given, else `pacer` beside this executable
 /// (cargo puts both in `target/release/`).
 pub fn locate_binary(given: Option<PathBuf>) -> Result<PathBuf> {

@@ -259,16 +259,9 @@ pub async fn run(args: HealthArgs) -> Result<()> {
     );
     let started = UtcTime::now();
     let machine = Machine::describe();
-    crate::api::install_crypto_provider();
+    let (client, binary, server) = dev::start_control_plane(args.pacer_bin.clone(), 0).await?;
     let requests = Arc::new(AtomicU64::new(0));
     let target = start_probe_target(Arc::clone(&requests)).await?;
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .context("build the HTTP client")?;
-    let binary = dev::locate_binary(args.pacer_bin.clone())?;
-    eprintln!("starting {} dev --no-agent", binary.display());
-    let server = dev::DevServer::start_with_args(&binary, &client, &["--no-agent"]).await?;
     let base_url = server.base_url.clone();
     let server_pid = server.pid().context("pacer dev has no pid")?.to_string();
     let scratch = tempfile::tempdir().context("create a directory for the fleet's log")?;

@@ -351,15 +351,8 @@ pub async fn run(args: RolloutArgs) -> Result<()> {
     ensure!(args.nodes >= 1, "--nodes must be at least 1");
     let started = UtcTime::now();
     let machine = Machine::describe();
-    crate::api::raise_nofile_limit(args.concurrency as u64 + 256)?;
-    crate::api::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .context("build the HTTP client")?;
-    let binary = dev::locate_binary(args.pacer_bin.clone())?;
-    eprintln!("starting {} dev --no-agent", binary.display());
-    let server = dev::DevServer::start_with_args(&binary, &client, &["--no-agent"]).await?;
+    let (client, binary, server) =
+        dev::start_control_plane(args.pacer_bin.clone(), args.concurrency as u64).await?;
     let http = Http {
         client,
         base_url: server.base_url.clone(),
