@@ -10,11 +10,10 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, Watch, WatchItem, repo_root};
+use support::{Server, Watch, WatchItem};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const APP: &str = "/apis/pacer.dev/v1/namespaces/default/apps/crash";
@@ -155,32 +154,13 @@ fn a_crash_looping_app_backs_off_and_the_delay_resets() {
     );
 
     // The Python Marathon client parses the queue.
-    let python = repo_root().join("target/python/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run hack/install-python-deps.sh",
-        python.display()
-    );
-    let script = format!(
-        "from marathon import MarathonClient\n\
-         items = MarathonClient('{}').list_queue()\n\
-         print(' '.join(f'{{i.app.id}}:{{i.count}}:{{i.delay.overdue}}' for i in items))\n",
-        server.url
-    );
-    let output = Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("/crash:"),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    let script = "import os\n\
+                  from marathon import MarathonClient\n\
+                  items = MarathonClient(os.environ['PACER_URL']).list_queue()\n\
+                  print(' '.join(f'{i.app.id}:{i.count}:{i.delay.overdue}' for i in items))\n\
+                  print('queue parsed')\n";
+    let stdout = support::marathon_client::run_session(&server, script, "queue parsed");
+    assert!(stdout.contains("/crash:"), "{stdout}");
 
     // Only a handful of Instances were ever created: one per delay window.
     let mut creations = 0;

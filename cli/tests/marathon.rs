@@ -1,11 +1,13 @@
 //! End to end: the real Python Marathon client (PyPI `marathon==0.13.0`, installed into
-//! `target/python` by `hack/install-python-deps.sh`) against `pacer dev` with its local agent:
+//! `target/python` by `hack/install-python-deps.sh`) against `pacer dev` with hollow agents:
 //! ping, info and leader; create an app and wait for its deployment to run it; list and get it
 //! with embedded tasks; list its tasks; scale it; update its command (a rolling replacement);
-//! restart it; list versions and deployments; roll back to the first version; delete it. Every call must succeed and parse —
-//! the client builds objects from every key it receives and fails on one it does not know.
-//! Cross-checks: an app created through `/v2` is an App for `pacer get`, and an App applied
-//! with `pacer apply` is an app for the Marathon client.
+//! restart it; list versions and deployments; roll back to the first version; delete it.
+//! Every call must succeed and parse — the client builds objects from every key it receives
+//! and fails on one it does not know. Cross-checks: an app created through `/v2` is an App for
+//! `pacer get`, and an App applied with `pacer apply` is an app for the Marathon client.
+//! And with the real local agent: Marathon's Docker example is accepted unchanged and fails at
+//! launch (no image can be pulled here), with the reason in `lastTaskFailure`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -156,5 +158,43 @@ fn the_python_marathon_client_drives_pacer() {
         !table.contains("sleeper"),
         "the deleted app is gone: {table}"
     );
+    server.assert_no_unexpected_errors(&[]);
+}
+
+/// Marathon's Docker example (the registry app of its group example) is accepted unchanged
+/// through `/v2/apps` and fails at launch — not at validation — with a clear reason, since no
+/// image can be pulled here; Marathon's `lastTaskFailure` says why.
+#[test]
+fn a_docker_app_whose_image_is_missing_fails_at_launch_not_at_validation() {
+    let server = Server::dev_with_agent();
+    let path = support::repo_root().join("apiserver/tests/fixtures/marathon-examples/group.json");
+    let group: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let registry = group["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|tools| tools["groups"].as_array().into_iter().flatten())
+        .flat_map(|sub| sub["apps"].as_array().into_iter().flatten())
+        .find(|app| app["id"] == "/tools/docker/registry")
+        .expect("the registry app of Marathon's group example")
+        .clone();
+    let created = server.http("POST", "/v2/apps", Some(&registry));
+    assert_eq!(created.code, 201, "POST /v2/apps: {}", created.body);
+
+    let failure = server.eventually("the launch to fail for the missing image", || {
+        let app = server.get_json("/v2/apps/tools/docker/registry");
+        let failure = app["app"]["lastTaskFailure"].clone();
+        failure.is_object().then_some(failure)
+    });
+    assert_eq!(failure["state"], "TASK_FAILED", "{failure:#}");
+    let message = failure["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("registry") && message.contains("not present"),
+        "the reason names the image: {failure:#}"
+    );
+    // Failed launches back off, as Marathon's do; nothing else went wrong.
+    let deleted = server.http("DELETE", "/v2/apps/tools/docker/registry?force=true", None);
+    assert_eq!(deleted.code, 200, "{}", deleted.body);
     server.assert_no_unexpected_errors(&[]);
 }
