@@ -136,12 +136,8 @@ pub fn updated_object(current: &Value, fields: &Map<String, Value>, partial: boo
 
 /// The Marathon id of a stored App.
 pub fn app_id(app: &App) -> Result<MarathonId, MarathonError> {
-    MarathonId::from_object(app.metadata.namespace_str(), app.metadata.name_str()).map_err(
-        |error| MarathonError::Other {
-            code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("App has no Marathon id: {error}"),
-        },
-    )
+    MarathonId::from_object(app.metadata.namespace_str(), app.metadata.name_str())
+        .map_err(|error| MarathonError::internal(format!("App has no Marathon id: {error}")))
 }
 
 /// The App's Marathon `version`: the version the deployment controller recorded, or (before it

@@ -688,7 +688,7 @@ async fn app_and_instances(
 
 /// Every App, in store order.
 pub(crate) async fn list_apps(state: &ApiState) -> Result<Vec<App>, MarathonError> {
-    let kind = app_kind()?;
+    let kind = super::served_kind("App")?;
     let mut options = ListOptions {
         limit: state.config.internal_page_size,
         ..ListOptions::default()
@@ -799,17 +799,8 @@ pub(crate) fn deployments_of(object: &Value) -> Vec<String> {
 }
 
 pub(crate) fn decode_app(object: &Value) -> Result<App, MarathonError> {
-    serde_json::from_value(object.clone()).map_err(|error| MarathonError::Other {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("decode stored App: {error}"),
-    })
-}
-
-fn app_kind() -> Result<&'static kinds::KindDef, MarathonError> {
-    kinds::find_kind("App").ok_or_else(|| MarathonError::Other {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: "the App kind is not served".to_owned(),
-    })
+    serde_json::from_value(object.clone())
+        .map_err(|error| MarathonError::internal(format!("decode stored App: {error}")))
 }
 
 /// An app id from the URL; an id that names no object cannot exist (404).

@@ -34,7 +34,6 @@ use super::error::{MarathonError, deployment_not_found};
 use super::tasks::marathon_time;
 use super::{FIELD_MANAGER, MarathonQuery, app_json};
 use crate::error::ApiError;
-use crate::kinds;
 use crate::params::Params;
 use crate::rest::{ResourceRequest, Subresource, Target, delete as rest_delete};
 use crate::state::ApiState;
@@ -52,10 +51,7 @@ const DEPLOYMENT_ELECTION: &str = "/elections/deployment/";
 
 /// `GET /v2/deployments`: the running deployments, in Marathon's shape.
 pub async fn list(State(state): State<ApiState>) -> Result<Response, MarathonError> {
-    let kind = kinds::find_kind("Deployment").ok_or_else(|| MarathonError::Other {
-        code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message: "the Deployment kind is not served".to_owned(),
-    })?;
+    let kind = super::served_kind("Deployment")?;
     let mut options = ListOptions {
         limit: state.config.internal_page_size,
         ..ListOptions::default()
@@ -89,10 +85,7 @@ pub async fn delete(
 ) -> Result<Response, MarathonError> {
     let query = MarathonQuery::parse(&uri)?;
     let force = query.force()?;
-    let kind = kinds::find_kind("Deployment").ok_or_else(|| MarathonError::Other {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: "the Deployment kind is not served".to_owned(),
-    })?;
+    let kind = super::served_kind("Deployment")?;
     let not_found = || MarathonError::NotFound(deployment_not_found(&id));
     if id.is_empty() || id.contains('/') {
         return Err(not_found());
@@ -102,11 +95,8 @@ pub async fn delete(
         .get(&kind.key(None, &id))
         .await?
         .ok_or_else(not_found)?;
-    let deployment: Deployment =
-        serde_json::from_slice(&kv.value).map_err(|error| MarathonError::Other {
-            code: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("decode stored Deployment: {error}"),
-        })?;
+    let deployment: Deployment = serde_json::from_slice(&kv.value)
+        .map_err(|error| MarathonError::internal(format!("decode stored Deployment: {error}")))?;
     if !deployment.phase().is_active() {
         return Err(not_found());
     }
@@ -114,10 +104,7 @@ pub async fn delete(
     // one it gets next).
     let app = match deployment.spec.affected_apps.first() {
         Some(app) => {
-            let app_kind = kinds::find_kind("App").ok_or_else(|| MarathonError::Other {
-                code: StatusCode::INTERNAL_SERVER_ERROR,
-                message: "the App kind is not served".to_owned(),
-            })?;
+            let app_kind = super::served_kind("App")?;
             let key = app_kind.key(Some(&app.namespace), &app.name);
             let before = match state.store.get(&key).await? {
                 Some(kv) => serde_json::from_slice::<App>(&kv.value)

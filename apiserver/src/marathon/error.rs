@@ -59,6 +59,15 @@ pub enum MarathonError {
 }
 
 impl MarathonError {
+    /// A 500: the server's own state is not what it should be (a stored object that does not
+    /// decode, a kind that is not served).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Other {
+            code: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+
     /// A 422 for one field.
     pub fn invalid(path: &str, error: impl Into<String>) -> Self {
         Self::Invalid {

@@ -267,7 +267,7 @@ async fn create(
         version,
     } = commit::apply(state, &changes, query.force()?, false).await?
     else {
-        return Err(internal("a create answered a plan"));
+        return Err(MarathonError::internal("a create answered a plan"));
     };
     tracing::info!(group = %update.id, apps = changes.len(), "group created through /v2");
     let mut response = super::json(
@@ -336,7 +336,7 @@ async fn remove(state: &ApiState, id: &MarathonId, uri: &Uri) -> Result<Response
         version,
     } = commit::apply(state, &changes, query.force()?, false).await?
     else {
-        return Err(internal("a delete answered a plan"));
+        return Err(MarathonError::internal("a delete answered a plan"));
     };
     tracing::info!(group = %id, apps = changes.len(), "group deleted through /v2");
     Ok(super::json(
@@ -457,13 +457,6 @@ fn parse_json(body: &[u8]) -> Result<Value, MarathonError> {
         path: "/".to_owned(),
         error: error.to_string(),
     })
-}
-
-fn internal(message: &str) -> MarathonError {
-    MarathonError::Other {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: message.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 //! plain kill) and cannot be combined with `scale`.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use futures::future::join_all;
 use pacer_schemas::instance::{InstanceGoal, InstancePhase};
 use pacer_schemas::{Instance, MarathonId};
@@ -27,7 +27,6 @@ use serde_json::{Value, json};
 
 use super::error::MarathonError;
 use super::{FIELD_MANAGER, MarathonQuery, app_json, deployments};
-use crate::kinds;
 use crate::object;
 use crate::params::Params;
 use crate::rest::{ResourceRequest, Subresource, Target, delete, write};
@@ -206,11 +205,8 @@ async fn decommission(state: &ApiState, instance: &Instance) -> Result<(), Marat
         Err(crate::error::ApiError::NotFound { .. }) => return Ok(()),
         Err(error) => return Err(MarathonError::from(error)),
     };
-    let stored: Instance =
-        serde_json::from_value(written.object).map_err(|error| MarathonError::Other {
-            code: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("decode stored Instance: {error}"),
-        })?;
+    let stored: Instance = serde_json::from_value(written.object)
+        .map_err(|error| MarathonError::internal(format!("decode stored Instance: {error}")))?;
     tracing::debug!(instance = %request.key(), "decommissioned through /v2");
     if stored.spec.node_name.is_none() && stored.phase() == InstancePhase::Scheduled {
         // Placement binds only goal-Running instances: this one stays unbound, so delete it.
@@ -227,10 +223,7 @@ fn instance_request(
     state: &ApiState,
     instance: &Instance,
 ) -> Result<ResourceRequest, MarathonError> {
-    let kind = kinds::find_kind("Instance").ok_or_else(|| MarathonError::Other {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: "the Instance kind is not served".to_owned(),
-    })?;
+    let kind = super::served_kind("Instance")?;
     Ok(ResourceRequest {
         state: state.clone(),
         target: Target {

@@ -155,6 +155,12 @@ impl MarathonQuery {
     }
 }
 
+/// The served kind named `kind` (a 500 if it is not: the registry and this module disagree).
+pub(crate) fn served_kind(kind: &str) -> Result<&'static kinds::KindDef, MarathonError> {
+    kinds::find_kind(kind)
+        .ok_or_else(|| MarathonError::internal(format!("the {kind} kind is not served")))
+}
+
 /// A request of the shared write path for the App `id` (which must map to an object).
 pub fn app_request(
     state: &ApiState,
@@ -164,10 +170,7 @@ pub fn app_request(
     let object = id
         .to_object()
         .map_err(|error| MarathonError::invalid("/id", error.to_string()))?;
-    let kind = kinds::find_kind("App").ok_or_else(|| MarathonError::Other {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: "the App kind is not served".to_owned(),
-    })?;
+    let kind = served_kind("App")?;
     Ok(ResourceRequest {
         state: state.clone(),
         target: Target {

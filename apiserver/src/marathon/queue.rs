@@ -98,11 +98,8 @@ pub async fn delete_path(
     let Some(kv) = state.store.get(&request.key()).await? else {
         return Err(MarathonError::NotFound(app_not_found(&id.to_string())));
     };
-    let app: App =
-        serde_json::from_value(object::from_store(&kv)?).map_err(|error| MarathonError::Other {
-            code: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("stored App does not decode: {error}"),
-        })?;
+    let app: App = serde_json::from_value(object::from_store(&kv)?)
+        .map_err(|error| MarathonError::internal(format!("stored App does not decode: {error}")))?;
     let instances = tasks::instances_by_app(&state, Some(app.metadata.namespace_str())).await?;
     let key = (
         app.metadata.namespace_str().to_owned(),

@@ -330,9 +330,9 @@ async fn prepare_delete(
         .map_err(|error| MarathonError::from_api(error, &id.to_string()))?;
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
-        .map_err(|error| internal(format!("read a dry-run delete: {error}")))?;
+        .map_err(|error| MarathonError::internal(format!("read a dry-run delete: {error}")))?;
     let marked: Value = serde_json::from_slice(&bytes)
-        .map_err(|error| internal(format!("decode a dry-run delete: {error}")))?;
+        .map_err(|error| MarathonError::internal(format!("decode a dry-run delete: {error}")))?;
     let expect = Expect::ModRevision(revision_of(&current)?);
     let before = apps::deployments_of(&current);
     let prepared = if marked.pointer("/metadata/deletionTimestamp").is_some() {
@@ -460,12 +460,7 @@ async fn running_deployments(
 fn revision_of(object: &Value) -> Result<Revision, MarathonError> {
     object::resource_version(object)
         .and_then(|version| version.parse().ok())
-        .ok_or_else(|| internal("an App read from the store has no resourceVersion".to_owned()))
-}
-
-fn internal(message: String) -> MarathonError {
-    MarathonError::Other {
-        code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message,
-    }
+        .ok_or_else(|| {
+            MarathonError::internal("an App read from the store has no resourceVersion".to_owned())
+        })
 }
