@@ -1,15 +1,15 @@
 //! Discovery, as kubectl and kube-rs read it (legacy, unaggregated format; always
 //! `Content-Type: application/json` whatever the `Accept` header asks, which makes clients use
 //! the legacy path): `/version`, `/api`, `/apis`, `/apis/pacer.dev`,
-//! `/apis/pacer.dev/v1` (resources with verbs, short names, categories and the `status` and
-//! `scale` subresources), and the `/healthz`, `/readyz`, `/livez` probes.
+//! `/apis/pacer.dev/v1` (resources with verbs, short names, categories and the `status`, `scale`
+//! and `instances/log` subresources), and the `/healthz`, `/readyz`, `/livez` probes.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pacer_schemas::{API_VERSION, GROUP, VERSION};
+use pacer_schemas::{API_VERSION, GROUP, Instance, Resource, VERSION};
 use serde_json::{Value, json};
 
 use crate::kinds::{KINDS, KindDef};
@@ -154,6 +154,16 @@ fn resource_entries(kind: &KindDef) -> Vec<Value> {
             "namespaced": kind.namespaced,
             "kind": kind.kind,
             "verbs": ["get", "patch", "update"],
+        }));
+    }
+    if kind.kind == Instance::KIND {
+        // Served by `instance_log` (as Kubernetes lists `pods/log`).
+        entries.push(json!({
+            "name": format!("{}/log", kind.plural),
+            "singularName": "",
+            "namespaced": kind.namespaced,
+            "kind": kind.kind,
+            "verbs": ["get"],
         }));
     }
     if kind.scale.is_some() {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tower::ServiceBuilder;
 use tower_http::limit::{RequestBodyLimitLayer, ResponseBody};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::ApiError;
 use crate::state::ApiState;
@@ -77,7 +77,14 @@ pub fn router(state: ApiState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(crate::metrics::record))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        // A 5xx answer is logged at WARN here: the ones that are the server's
+                        // fault were already logged at ERROR where they happened, and the
+                        // others (503 while the store or an agent is unreachable) are expected.
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+                )
                 .layer(axum::middleware::from_fn(auth::authenticate))
                 .map_response(move |response: axum::http::Response<ResponseBody<Body>>| {
                     status_for_body_limit(response.map(Body::new), limit)

@@ -94,6 +94,18 @@ async fn resource_list_has_verbs_short_names_and_subresources() {
             "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
         })
     );
+    assert_eq!(
+        find("instances/log"),
+        &json!({
+            "name": "instances/log", "singularName": "", "namespaced": true, "kind": "Instance",
+            "verbs": ["get"],
+        })
+    );
+    assert!(
+        resources
+            .iter()
+            .all(|resource| resource["name"] != "apps/log")
+    );
     assert_eq!(find("nodes")["namespaced"], false);
     assert_eq!(find("instances")["shortNames"], json!(["inst"]));
     assert!(

@@ -25,9 +25,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use pacer_schemas::deployment::{AppRef, DeploymentAction};
 use pacer_schemas::{App, Deployment, MarathonId};
-use pacer_store::ListOptions;
+use pacer_store::{EventKind, ListOptions};
 use serde_json::{Value, json};
 
 use super::error::{MarathonError, deployment_not_found};
@@ -40,9 +41,6 @@ use crate::state::ApiState;
 
 /// Longest a write waits for the deployment controller to start the deployment.
 pub const DEPLOYMENT_WAIT: Duration = Duration::from_secs(10);
-
-/// How often the App is re-read while waiting.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Where the deployment controller's leader election lives (`pacer-controllers`'
 /// `deployment::CONTROLLER_NAME` under `/elections/`; the API server does not depend on that
@@ -223,6 +221,9 @@ pub fn deployment_json(deployment: &Deployment) -> Value {
 /// `before`: the App's `status.deployments` before the write; `generation`: the App's new
 /// `metadata.generation` when the write changed the spec (the controller's
 /// `status.observedGeneration` reaching it without a new deployment ends the wait).
+///
+/// It reads the App once and then watches its key from that revision, so it answers as soon as
+/// the controller's status write lands (no polling interval on top of the controller's round).
 pub async fn started_by_write(
     state: &ApiState,
     key: &str,
@@ -232,36 +233,101 @@ pub async fn started_by_write(
     let fresh = || uuid::Uuid::new_v4().to_string();
     let mut last_version = None;
     if controller_running(state).await {
-        let deadline = tokio::time::Instant::now() + DEPLOYMENT_WAIT;
-        while tokio::time::Instant::now() < deadline {
-            let app = match state.store.get(key).await {
-                Ok(Some(kv)) => serde_json::from_slice::<App>(&kv.value).ok(),
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(%error, key, "reading the App while waiting for its deployment");
-                    None
-                }
-            };
-            if let Some(app) = app {
-                let version = app_json::version(&app);
-                let status = app.status.clone().unwrap_or_default();
-                if let Some(new) = status.deployments.iter().find(|id| !before.contains(id)) {
-                    return (new.clone(), version);
-                }
-                if let Some(generation) = generation
-                    && status
-                        .observed_generation
-                        .is_some_and(|seen| seen >= generation)
-                {
-                    return (fresh(), version);
-                }
-                last_version = Some(version);
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
+        let waited = tokio::time::timeout(
+            DEPLOYMENT_WAIT,
+            watch_for_deployment(state, key, before, generation, &mut last_version),
+        )
+        .await;
+        match waited {
+            Ok(Some(WriteOutcome::Deployment(id, version))) => return (id, version),
+            Ok(Some(WriteOutcome::Observed(version))) => return (fresh(), version),
+            Ok(None) | Err(_) => tracing::debug!(key, "no deployment seen for a /v2 write"),
         }
-        tracing::debug!(key, "no deployment seen for a /v2 write");
     }
     (fresh(), last_version.unwrap_or_else(app_json::now_version))
+}
+
+/// What the deployment controller made of a `/v2` write.
+enum WriteOutcome {
+    /// It started this Deployment; the App's version.
+    Deployment(String, String),
+    /// It observed the change without starting a Deployment; the App's version.
+    Observed(String),
+}
+
+/// Reads the App at `key`, then follows its changes until its status answers the write (see
+/// [`started_by_write`]); `None` when the App is gone or the store fails. Every version seen
+/// is left in `last_version`.
+async fn watch_for_deployment(
+    state: &ApiState,
+    key: &str,
+    before: &[String],
+    generation: Option<i64>,
+    last_version: &mut Option<String>,
+) -> Option<WriteOutcome> {
+    let kv = match state.store.get(key).await {
+        Ok(Some(kv)) => kv,
+        Ok(None) => return None,
+        Err(error) => {
+            tracing::warn!(%error, key, "reading the App while waiting for its deployment");
+            return None;
+        }
+    };
+    if let Some(outcome) = write_outcome(&kv.value, before, generation, last_version) {
+        return Some(outcome);
+    }
+    let mut changes = match state.store.watch(key, kv.mod_revision).await {
+        Ok(changes) => changes,
+        Err(error) => {
+            tracing::warn!(%error, key, "watching the App while waiting for its deployment");
+            return None;
+        }
+    };
+    while let Some(change) = changes.next().await {
+        let change = match change {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::warn!(%error, key, "watching the App while waiting for its deployment");
+                return None;
+            }
+        };
+        // The watch is on a prefix: `key` also matches longer keys.
+        if change.kv.key != key {
+            continue;
+        }
+        if change.kind == EventKind::Delete {
+            return None;
+        }
+        if let Some(outcome) = write_outcome(&change.kv.value, before, generation, last_version) {
+            return Some(outcome);
+        }
+    }
+    None
+}
+
+/// Whether the App stored as `value` answers the write: a Deployment not in `before`, or the
+/// controller having observed `generation`.
+fn write_outcome(
+    value: &[u8],
+    before: &[String],
+    generation: Option<i64>,
+    last_version: &mut Option<String>,
+) -> Option<WriteOutcome> {
+    let app = serde_json::from_slice::<App>(value).ok()?;
+    let version = app_json::version(&app);
+    let status = app.status.unwrap_or_default();
+    if let Some(new) = status.deployments.iter().find(|id| !before.contains(id)) {
+        return Some(WriteOutcome::Deployment(new.clone(), version));
+    }
+    if let Some(generation) = generation
+        && status
+            .observed_generation
+            .is_some_and(|seen| seen >= generation)
+    {
+        return Some(WriteOutcome::Observed(version));
+    }
+    *last_version = Some(version);
+    None
 }
 
 async fn controller_running(state: &ApiState) -> bool {
