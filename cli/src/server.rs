@@ -81,7 +81,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// Serves the API on `listen` over `store`, and (with a `controllers` configuration) runs the
-/// controllers, each under its own leader election, and the instance census beside it, until
+/// controllers, each under its own leader election, and the instance census beside them (on
+/// the controllers' shared informers: see `pacer_controllers::run`), until
 /// Ctrl-C or SIGTERM. Every store call is timed for `/metrics`, which `push` also sends to
 /// StatsD/Graphite.
 pub(crate) async fn serve_api(
@@ -99,12 +100,6 @@ pub(crate) async fn serve_api(
     let pusher = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { pacer_metrics::push::run(pacer_metrics::global(), push, shutdown).await }
-    });
-    let census = controllers.is_some().then(|| {
-        tokio::spawn(pacer_controllers::instance_census::run(
-            Arc::clone(&store),
-            shutdown.clone(),
-        ))
     });
     let controllers = if let Some(config) = controllers {
         tokio::spawn(pacer_controllers::run(
@@ -133,9 +128,6 @@ pub(crate) async fn serve_api(
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "controllers failed"),
         Err(error) => tracing::error!(%error, "controllers task failed"),
-    }
-    if let Some(census) = census {
-        let _ = census.await;
     }
     let _ = pusher.await;
     served?;

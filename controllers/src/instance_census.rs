@@ -1,8 +1,8 @@
 //! The instance census: cluster-wide instance gauges for `/metrics`, kept from one watch of
 //! the Instances so a scrape costs nothing however many instances there are.
 //!
-//! [`run`] lists and watches every Instance (through the runtime's watcher, so it resumes and
-//! relists by itself) and keeps, per instance, only a small [`Summary`] — phase, pending or
+//! [`run`] follows the process' shared Instance informer (see [`Informers`]: the controllers'
+//! own cache, no watch of its own) and keeps, per instance, only a small [`Summary`] — phase, pending or
 //! bound, health verdict and check results. Each change subtracts the instance's old summary
 //! from the running totals and adds its new one (O(1) per event, a few dozen bytes per
 //! instance at 10,000 instances); the totals are written into `pacer-metrics`' cluster gauges:
@@ -10,24 +10,22 @@
 //! `pacer_health_checks{result}`. It also counts what the watch sees happen:
 //! `pacer_placements_total` (an instance that was unbound is now bound) and
 //! `pacer_health_check_failures_total` (a check's `consecutiveFailures` grew, which agents
-//! write for every counted failure). A relist replaces the totals without counting anything.
+//! write for every counted failure). A resync (the informer relisted, or the census fell
+//! behind its notices) recounts the totals from the cache without counting anything.
 //!
 //! It reads only, so it runs without an election in every process that runs controllers
 //! (`pacer dev`, `pacer server`); each replica reports the same cluster-wide values.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use futures::StreamExt;
-use pacer_client::runtime::watcher::{self, Event, watcher};
 use pacer_metrics::ClusterMetrics;
 use pacer_schemas::Instance;
 use pacer_schemas::instance::InstancePhase;
-use pacer_store::Store;
 use tokio_util::sync::CancellationToken;
 
+use crate::informers::{Change, Informers};
 use crate::placement::view::is_pending;
-use crate::store_source::{StoreSource, registry_key};
+use crate::store_source::registry_key;
 
 /// Every phase, with its label value (`status.phase` as written).
 const PHASES: [(InstancePhase, &str); 10] = [
@@ -151,15 +149,14 @@ impl Totals {
     }
 }
 
-/// The census' state: the summaries, the totals, and a list being received.
+/// The census' state: the summaries and the totals.
 #[derive(Debug, Default)]
 pub struct Census {
     summaries: HashMap<String, Summary>,
     totals: Totals,
-    relist: Option<HashMap<String, Summary>>,
 }
 
-/// What one watch event changed beyond the totals.
+/// What one change did beyond the totals.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Observed {
     /// Instances newly bound to a node.
@@ -169,43 +166,38 @@ pub struct Observed {
 }
 
 impl Census {
-    /// Applies one watch event; what it saw happen.
-    pub fn apply(&mut self, event: Event<Instance>) -> Observed {
-        let mut observed = Observed::default();
-        match event {
-            Event::Init => self.relist = Some(HashMap::new()),
-            Event::InitApply(instance) => {
-                if let Some(relist) = self.relist.as_mut() {
-                    relist.insert(key(&instance), Summary::of(&instance));
-                }
-            }
-            Event::InitDone => {
-                if let Some(relist) = self.relist.take() {
-                    self.summaries = relist;
-                    self.totals = Totals::default();
-                    for summary in self.summaries.values() {
-                        self.totals.count(summary, 1);
-                    }
-                }
-            }
-            Event::Apply(instance) => {
-                let next = Summary::of(&instance);
-                let previous = self.summaries.insert(key(&instance), next.clone());
-                if let Some(previous) = &previous {
-                    self.totals.count(previous, -1);
-                }
-                self.totals.count(&next, 1);
-                let before = previous.unwrap_or_default();
-                observed.placements = u64::from(!before.bound && next.bound);
-                observed.check_failures = before.new_failures(&next);
-            }
-            Event::Delete(instance) => {
-                if let Some(previous) = self.summaries.remove(&key(&instance)) {
-                    self.totals.count(&previous, -1);
-                }
-            }
+    /// Replaces everything with `instances` (every Instance there is), counting nothing.
+    pub fn replace<'a>(&mut self, instances: impl IntoIterator<Item = &'a Instance>) {
+        self.summaries = instances
+            .into_iter()
+            .map(|instance| (key(instance), Summary::of(instance)))
+            .collect();
+        self.totals = Totals::default();
+        for summary in self.summaries.values() {
+            self.totals.count(summary, 1);
         }
-        observed
+    }
+
+    /// Applies the new state of an instance; what it saw happen.
+    pub fn applied(&mut self, instance: &Instance) -> Observed {
+        let next = Summary::of(instance);
+        let previous = self.summaries.insert(key(instance), next.clone());
+        if let Some(previous) = &previous {
+            self.totals.count(previous, -1);
+        }
+        self.totals.count(&next, 1);
+        let before = previous.unwrap_or_default();
+        Observed {
+            placements: u64::from(!before.bound && next.bound),
+            check_failures: before.new_failures(&next),
+        }
+    }
+
+    /// Forgets a deleted instance.
+    pub fn deleted(&mut self, instance: &Instance) {
+        if let Some(previous) = self.summaries.remove(&key(instance)) {
+            self.totals.count(&previous, -1);
+        }
     }
 
     /// The running totals.
@@ -221,35 +213,50 @@ fn key(instance: &Instance) -> String {
     )
 }
 
-/// Keeps the cluster gauges of the process-wide metrics until `shutdown` is cancelled.
-pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
+/// Keeps the cluster gauges of the process-wide metrics from `informers`' Instances until
+/// `shutdown` is cancelled.
+pub async fn run(informers: Informers, shutdown: CancellationToken) {
     let metrics = pacer_metrics::global().cluster.clone();
-    let events = watcher(
-        StoreSource::<Instance>::new(store),
-        watcher::Config::default(),
-    );
-    let mut events = std::pin::pin!(events);
+    let informer = informers.informer::<Instance>();
+    let mut changes = informer.subscribe();
     let mut census = Census::default();
     let mut published = Totals::default();
     published.publish(&metrics);
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        ready = informer.wait_until_ready() => {
+            if ready.is_err() {
+                tracing::warn!("the instance census' informer stopped");
+                return;
+            }
+        }
+    }
+    // Notices queued meanwhile repeat what the cache shows: applying them again is harmless.
+    census.replace(informer.store().state().iter().map(AsRef::as_ref));
     loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = events.next() => event,
-        };
-        let Some(event) = event else {
-            tracing::warn!("the instance census' watch ended");
-            return;
-        };
-        // The watcher logs and retries its own errors.
-        let Ok(event) = event else { continue };
-        let observed = census.apply(event);
         if census.totals != published {
             census.totals.publish(&metrics);
             published = census.totals.clone();
         }
-        metrics.placements.inc_by(observed.placements);
-        metrics.check_failures.inc_by(observed.check_failures);
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return,
+            change = changes.next() => change,
+        };
+        match change {
+            None => {
+                tracing::warn!("the instance census' informer stopped");
+                return;
+            }
+            Some(Change::Applied(instance)) => {
+                let observed = census.applied(&instance);
+                metrics.placements.inc_by(observed.placements);
+                metrics.check_failures.inc_by(observed.check_failures);
+            }
+            Some(Change::Deleted(instance)) => census.deleted(&instance),
+            Some(Change::Resync) => {
+                census.replace(informer.store().state().iter().map(AsRef::as_ref));
+            }
+        }
     }
 }
 
@@ -287,43 +294,30 @@ mod tests {
     #[test]
     fn totals_follow_every_change_and_count_what_happened() {
         let mut census = Census::default();
-        census.apply(Event::Init);
-        census.apply(Event::InitApply(instance(
-            "a",
-            None,
-            InstancePhase::Scheduled,
-        )));
-        census.apply(Event::InitApply(instance(
-            "b",
-            Some("n1"),
-            InstancePhase::Running,
-        )));
-        assert_eq!(
-            census.totals().phases,
-            [0; 10],
-            "nothing counted before InitDone"
-        );
-        census.apply(Event::InitDone);
+        census.replace([
+            &instance("a", None, InstancePhase::Scheduled),
+            &instance("b", Some("n1"), InstancePhase::Running),
+        ]);
         assert_eq!(census.totals().phases[0], 1);
         assert_eq!(census.totals().phases[3], 1);
         assert_eq!(census.totals().pending, 1);
 
         // a is placed and starts: one placement, no longer pending.
-        let observed = census.apply(Event::Apply(instance(
-            "a",
-            Some("n2"),
-            InstancePhase::Staging,
-        )));
+        let observed = census.applied(&instance("a", Some("n2"), InstancePhase::Staging));
         assert_eq!(observed.placements, 1);
         assert_eq!(census.totals().pending, 0);
         assert_eq!(census.totals().phases[0], 0);
         assert_eq!(census.totals().phases[1], 1);
+        // The same state again (a notice repeated after a resync) counts nothing.
+        let observed = census.applied(&instance("a", Some("n2"), InstancePhase::Staging));
+        assert_eq!(observed, Observed::default());
+        assert_eq!(census.totals().phases[1], 1);
 
         // b's check fails twice, then passes.
         let b = || instance("b", Some("n1"), InstancePhase::Running);
-        let observed = census.apply(Event::Apply(with_check(b(), false, 1)));
+        let observed = census.applied(&with_check(b(), false, 1));
         assert_eq!(observed.check_failures, 1);
-        let observed = census.apply(Event::Apply(with_check(b(), false, 2)));
+        let observed = census.applied(&with_check(b(), false, 2));
         assert_eq!(
             observed,
             Observed {
@@ -332,41 +326,27 @@ mod tests {
             }
         );
         assert_eq!((census.totals().unhealthy, census.totals().failing), (1, 1));
-        let observed = census.apply(Event::Apply(with_check(b(), true, 0)));
+        let observed = census.applied(&with_check(b(), true, 0));
         assert_eq!(observed.check_failures, 0);
         assert_eq!((census.totals().healthy, census.totals().unhealthy), (1, 0));
         assert_eq!((census.totals().passing, census.totals().failing), (1, 0));
 
         // A terminal instance keeps its phase but no health.
-        census.apply(Event::Apply(with_check(
+        census.applied(&with_check(
             instance("b", Some("n1"), InstancePhase::Killed),
             true,
             0,
-        )));
+        ));
         assert_eq!((census.totals().healthy, census.totals().passing), (0, 0));
         assert_eq!(census.totals().phases[5], 1);
 
-        census.apply(Event::Delete(instance(
-            "b",
-            Some("n1"),
-            InstancePhase::Killed,
-        )));
-        census.apply(Event::Delete(instance(
-            "a",
-            Some("n2"),
-            InstancePhase::Staging,
-        )));
+        census.deleted(&instance("b", Some("n1"), InstancePhase::Killed));
+        census.deleted(&instance("a", Some("n2"), InstancePhase::Staging));
         assert_eq!(*census.totals(), Totals::default());
 
-        // A relist replaces everything without counting placements.
-        census.apply(Event::Init);
-        let observed = census.apply(Event::InitApply(instance(
-            "c",
-            Some("n1"),
-            InstancePhase::Running,
-        )));
-        assert_eq!(observed, Observed::default());
-        census.apply(Event::InitDone);
+        // A resync replaces everything.
+        census.replace([&instance("c", Some("n1"), InstancePhase::Running)]);
         assert_eq!(census.totals().phases[3], 1);
+        assert_eq!(census.totals().phases.iter().sum::<i64>(), 1);
     }
 }

@@ -18,17 +18,22 @@
 //! - [`event_gc`]: deletes Events an hour (the configured TTL) after their last occurrence.
 //! - [`rounds`]: the wake/resync/deadline/debounce loop of the round-based controllers, their
 //!   injected [`Clock`](rounds::Clock) and the error that stops them.
+//! - [`informers`]: one shared watch + cache per kind for every controller of a process, with
+//!   change notices and the revision each cache has applied.
+//! - [`instance_census`]: the cluster-wide instance gauges of `/metrics`.
 //! - [`store_source`]: the store as a source for `pacer-client`'s runtime.
 //! - [`leader`]: runs a controller only while it leads its election.
 //!
-//! [`run`] starts every controller under its own election; `pacer server` and `pacer dev` call
-//! it next to the API server.
+//! [`run`] starts every controller under its own election, all reading through one
+//! [`Informers`], and the instance census beside them; `pacer server` and `pacer dev` call it
+//! next to the API server.
 
 pub mod controller_metrics;
 pub mod deployment;
 pub mod event_gc;
 pub mod events;
 pub mod health;
+pub mod informers;
 pub mod instance_census;
 pub mod leader;
 pub mod node_lifecycle;
@@ -43,6 +48,7 @@ use std::sync::Arc;
 use pacer_store::Store;
 use tokio_util::sync::CancellationToken;
 
+pub use informers::{Informer, Informers, InformersConfig};
 pub use leader::{ElectionConfig, LeaderError, run_elected};
 pub use placement_controller::{PlacementConfig, PlacementController, PlacementError};
 pub use store_source::StoreSource;
@@ -56,15 +62,25 @@ pub struct ControllersConfig {
 
 /// Runs every controller on `store`, each under its own leader election as `identity` (e.g.
 /// `host:pid`), until `shutdown` is cancelled: the placement, node lifecycle, health and
-/// deployment controllers, the Event GC and the offer broker.
+/// deployment controllers, the Event GC and the offer broker; and, without an election, the
+/// [`instance_census`]. They share one [`Informers`]: one watch and cache per kind for the
+/// whole process, kept across leadership terms.
 pub async fn run(
     store: Arc<dyn Store>,
     identity: String,
     config: ControllersConfig,
     shutdown: CancellationToken,
 ) -> Result<(), LeaderError> {
+    let informers = Informers::new(Arc::clone(&store));
+    let census = {
+        let (informers, stop) = (informers.clone(), shutdown.clone());
+        async move {
+            instance_census::run(informers, stop).await;
+            Ok::<(), LeaderError>(())
+        }
+    };
     // The store, election and shutdown token of one controller's `run_elected`; the store is
-    // also what the controller itself reads and writes.
+    // also what the controller itself writes.
     let elect = |name: &str| {
         (
             Arc::clone(&store),
@@ -73,16 +89,18 @@ pub async fn run(
         )
     };
     let (own, election, stop) = elect(placement_controller::CONTROLLER_NAME);
+    let shared = informers.clone();
     let placement = run_elected(
         Arc::clone(&own),
         election,
         stop,
         move |leadership, token| {
-            PlacementController::new(Arc::clone(&own), PlacementConfig::default())
+            PlacementController::new(Arc::clone(&own), shared.clone(), PlacementConfig::default())
                 .run(Some(leadership), token)
         },
     );
     let (own, election, stop) = elect(node_lifecycle::CONTROLLER_NAME);
+    let shared = informers.clone();
     let node_lifecycle = run_elected(
         Arc::clone(&own),
         election,
@@ -90,6 +108,7 @@ pub async fn run(
         move |leadership, token| {
             node_lifecycle::NodeLifecycleController::new(
                 Arc::clone(&own),
+                shared.clone(),
                 Arc::new(node_lifecycle::SystemClock),
                 node_lifecycle::NodeLifecycleConfig::default(),
             )
@@ -97,6 +116,7 @@ pub async fn run(
         },
     );
     let (own, election, stop) = elect(health::CONTROLLER_NAME);
+    let shared = informers.clone();
     let health = run_elected(
         Arc::clone(&own),
         election,
@@ -104,6 +124,7 @@ pub async fn run(
         move |leadership, token| {
             health::HealthController::new(
                 Arc::clone(&own),
+                shared.clone(),
                 Arc::new(node_lifecycle::SystemClock),
                 health::HealthConfig::default(),
             )
@@ -111,6 +132,7 @@ pub async fn run(
         },
     );
     let (own, election, stop) = elect(deployment::CONTROLLER_NAME);
+    let shared = informers.clone();
     let deployment = run_elected(
         Arc::clone(&own),
         election,
@@ -118,6 +140,7 @@ pub async fn run(
         move |leadership, token| {
             deployment::DeploymentController::new(
                 Arc::clone(&own),
+                shared.clone(),
                 deployment::DeploymentConfig::default(),
             )
             .run(Some(leadership), token)
@@ -138,6 +161,7 @@ pub async fn run(
         },
     );
     let (own, election, stop) = elect(offers::CONTROLLER_NAME);
+    let shared = informers.clone();
     let offer_broker = run_elected(
         Arc::clone(&own),
         election,
@@ -145,6 +169,7 @@ pub async fn run(
         move |leadership, token| {
             offers::OfferBroker::new(
                 Arc::clone(&own),
+                shared.clone(),
                 Arc::new(node_lifecycle::SystemClock),
                 offers::OfferBrokerConfig::default(),
             )
@@ -152,6 +177,7 @@ pub async fn run(
         },
     );
     tokio::try_join!(
+        census,
         placement,
         node_lifecycle,
         health,

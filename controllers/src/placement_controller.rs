@@ -1,58 +1,86 @@
-//! The placement controller: binds pending Instances to Nodes.
+//! The placement controller: binds pending Instances to Nodes by accepting the offer broker's
+//! offers — it is the `placement` framework of [`offers`](crate::offers).
 //!
-//! It caches Instances, Nodes and Apps with the runtime's watcher and reflector (fed by the
-//! store through [`StoreSource`]), and works in *rounds*: any change wakes it, changes are
-//! debounced ([`PlacementConfig::debounce`]), and one round runs [`place`] once over every
-//! pending instance, with the cached nodes and the bound instances as the cluster. It then
+//! It reads Instances, Nodes, Apps, Offers and Frameworks from the process' shared
+//! [`Informers`], and works in *rounds*: a change of an
+//! Instance, Node or App, or of one of its own offers, wakes it; changes are debounced
+//! ([`PlacementConfig::debounce`]), and one round runs [`place`] once over every pending
+//! instance, with the open offers made to the [`FRAMEWORK`] as the candidates
+//! ([`ClusterView::from_offers`]) and the bound instances counted for constraints. It then
 //! writes, straight to the store and as the API server would store them:
 //!
-//! * bindings — `spec.nodeName`, `spec.hostPorts`, `spec.role` (so `metadata.generation` + 1),
-//!   `status.phase: Staging`, `status.host`, `status.stagedAt` and `Scheduled=True` — up to
-//!   [`PlacementConfig::batch_size`] per transaction, each a compare-and-swap on the instance
-//!   key's `mod_revision`, plus the leader's fencing compare when running under a
-//!   [`Leadership`]; up to [`IN_FLIGHT`] transactions are in flight at once, so that the
-//!   store commits them together; under a leadership every Instance write is also stamped
-//!   with the writer's term ([`LEADER_TERM_ANNOTATION`], [`LEADER_ANNOTATION`]);
+//! * accepts — per offer used, the offer compared at its revision and deleted, and each
+//!   instance placed on it compared at its revision and bound ([`bind_unit`]): `spec.nodeName`,
+//!   `spec.hostPorts`, `spec.role` (the offer's; so `metadata.generation` + 1), the
+//!   [`OFFER_ANNOTATION`](crate::offers::accept::OFFER_ANNOTATION), `status.phase: Staging`, `status.host`, `status.stagedAt` and
+//!   `Scheduled=True`. An offer's accept commits whole or not at all; several offers' accepts
+//!   share a transaction (≤ 128 operations with the leader's fencing compare, ≤ 1 MiB), and
+//!   several transactions are in flight at once ([`write_units`]). Under a leadership every
+//!   Instance write is also stamped with the writer's term ([`LEADER_TERM_ANNOTATION`],
+//!   [`LEADER_ANNOTATION`]);
 //! * for instances that cannot be placed, the condition `Scheduled=False`, reason
 //!   `Unschedulable`, with the reason as message (only when it changed, so no write storm), and
 //!   one `FailedScheduling` Warning Event per instance (`/registry/events/<ns>/<instance>.
-//!   failedscheduling`), whose `count` and `lastTimestamp` are bumped when it repeats.
+//!   failedscheduling`), whose `count` and `lastTimestamp` are bumped when it repeats;
+//! * its `Framework` (`placement`, role `*`): created when absent (a user's later edits of its
+//!   weight, quota or timeout are kept), and `spec.suppressed` — Mesos' SUPPRESS and REVIVE:
+//!   set after [`PlacementConfig::suppress_after`] without pending instances, so an idle
+//!   cluster does not churn offers for it and other frameworks get every node; cleared as
+//!   soon as an instance is pending.
 //!
-//! An instance written by someone else meanwhile fails its compare: it is dropped from the
-//! batch (the rest is retried at once) and placed again in the next round, from fresh caches.
-//! Before each round the controller waits until its Instance cache has seen its own last
-//! write, so it never places on a view that misses bindings it made.
+//! Reasons: what the offers could not take is explained again on a view from the nodes
+//! ([`ClusterView::from_nodes`], with this round's placements counted) on which nodes without
+//! an open offer for the framework are withheld ([`ClusterView::withhold_unoffered`]). A node
+//! that is not ready, unschedulable, short of resources or rejected by a constraint says so as
+//! with direct placement (`0/5 nodes available: 5 insufficient mem`), and is reported at once;
+//! one that would take the instance but is not offered to `placement` (offered to another
+//! framework, filtered, or simply not offered yet — right after startup, a revive or an
+//! accept) says `not offered`, and such an instance is reported only once it has waited
+//! [`PlacementConfig::offer_wait`] for offers, so the window between an accept and the next
+//! offers writes nothing.
+//!
+//! An accept that loses a compare (the offer was rescinded, expired or taken, an instance was
+//! written by someone else) writes nothing; the rest is retried at once, and what it would
+//! have bound is placed again in the next round, from fresh caches. Before each round the
+//! controller waits until its Instance, Offer and Framework caches have seen its own last
+//! writes, so it never places on a view that misses bindings it made nor accepts an offer it
+//! consumed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
-use futures::{StreamExt, stream};
-use pacer_client::runtime::reflector::{self, Writer};
-use pacer_client::runtime::watcher::{self, watcher};
+use pacer_client::runtime::reflector::{self, ObjectRef};
 use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
 use pacer_schemas::event::EventType;
+use pacer_schemas::framework::{Framework, FrameworkSpec};
 use pacer_schemas::instance::InstancePhase;
-use pacer_schemas::{App, AppSpec, Instance, Node, Resource, Time};
-use pacer_store::key::MAX_TXN_OPS;
-use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
+use pacer_schemas::offer::OfferPhase;
+use pacer_schemas::{App, AppSpec, Instance, Node, ObjectMeta, Offer, Resource, Time};
+use pacer_store::{Leadership, Revision, Store, Txn, TxnOutcome};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::deployment::writes::IN_FLIGHT;
+use crate::deployment::writes::{KeyWrite, Unit, write_units};
 use crate::events::{EventDraft, involved, next_record};
-use crate::placement::view::is_pending;
+use crate::informers::{Applied, Change, Changes, Informer, Informers, caught_up};
+use crate::offers::accept::{MAX_BINDINGS, annotate_offer, bind_unit};
+use crate::placement::view::{UNRESERVED_ROLE, is_pending};
 use crate::placement::{
-    Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Strategy, Unplaced, place,
+    Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Reason, Scalars, Strategy,
+    UnplacedReason, place,
 };
-use crate::rounds::{
-    AbortOnDrop, ControllerError, Rounds, SeenRevisions, batch_limit, commit, encode_at,
-};
-use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
+use crate::rounds::{AbortOnDrop, ControllerError, Rounds, Waker, batch_limit, commit, encode_at};
+use crate::store_source::{object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/placement/`.
 pub const CONTROLLER_NAME: &str = "placement";
+/// The name of its `Framework`, and the `spec.framework` of the offers it accepts.
+pub const FRAMEWORK: &str = "placement";
+/// The `spec.offerTimeoutSeconds` of the Framework it creates: long enough that an offer is
+/// used before it expires even when a round is slow, short enough that an offer it cannot use
+/// goes back to the other frameworks soon.
+pub const OFFER_TIMEOUT_SECONDS: f64 = 30.0;
 /// The `source.component` of its Events.
 pub const COMPONENT: &str = "placement-controller";
 /// The condition type it sets on Instances.
@@ -62,8 +90,10 @@ pub const UNSCHEDULABLE: &str = "Unschedulable";
 /// The Event reason of an instance that cannot be placed.
 pub const FAILED_SCHEDULING: &str = "FailedScheduling";
 
-/// Bytes of values per transaction, well under the store's 1.5 MiB.
-const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Bytes of instance values per accept, within [`write_units`]' 1 MiB per transaction.
+const MAX_ACCEPT_BYTES: usize = 900 * 1024;
+/// An offer expiring sooner than this is not accepted (the broker may be deleting it).
+const EXPIRY_MARGIN_SECONDS: i64 = 1;
 
 /// How the placement controller runs.
 #[derive(Clone, Debug)]
@@ -74,31 +104,36 @@ pub struct PlacementConfig {
     /// Run a round at least this often while instances are pending (catches missed changes,
     /// repeats Events).
     pub resync: Duration,
-    /// Most instance writes per transaction (1–128; one fewer under leadership, whose fencing
-    /// compare counts against etcd's 128 compares).
+    /// Most writes per transaction (1–128; one fewer under leadership, whose fencing compare
+    /// counts against etcd's 128 compares): bounds the instances one accept binds (the offer's
+    /// delete is one of the writes) and the Events written together.
     pub batch_size: usize,
     /// Spread or pack.
     pub strategy: Strategy,
     /// Repeat an unchanged `FailedScheduling` Event (bump its count) at most this often.
     pub event_repeat: Duration,
-    /// How long a round waits for the Instance cache to see the controller's last write.
+    /// How long a round waits for the caches to see the controller's last writes.
     pub cache_sync_timeout: Duration,
-    /// Retry policy of the watchers.
-    pub watcher: watcher::Config,
+    /// Suppress the framework's offers after this long without pending instances.
+    pub suppress_after: Duration,
+    /// How long an instance that a node not offered to the framework would take waits for an
+    /// offer before it is reported unschedulable.
+    pub offer_wait: Duration,
 }
 
 impl Default for PlacementConfig {
-    /// 100 ms debounce, 30 s resync, 128 per transaction, spread, Events repeated at most once
-    /// a minute, 5 s cache-sync timeout.
+    /// 50 ms debounce, 30 s resync, 128 per transaction, spread, Events repeated at most once
+    /// a minute, 5 s cache-sync timeout, suppressed after 3 s idle, 5 s wait for offers.
     fn default() -> Self {
         Self {
-            debounce: Duration::from_millis(100),
+            debounce: Duration::from_millis(50),
             resync: Duration::from_secs(30),
-            batch_size: MAX_TXN_OPS,
+            batch_size: pacer_store::key::MAX_TXN_OPS,
             strategy: Strategy::Spread,
             event_repeat: Duration::from_secs(60),
             cache_sync_timeout: Duration::from_secs(5),
-            watcher: watcher::Config::default(),
+            suppress_after: Duration::from_secs(3),
+            offer_wait: Duration::from_secs(5),
         }
     }
 }
@@ -111,11 +146,21 @@ pub type PlacementError = ControllerError;
 pub struct RoundStats {
     /// Pending instances considered.
     pub pending: usize,
-    /// Bindings written.
+    /// Open offers made to the framework.
+    pub offers: usize,
+    /// Offers accepted (their accepts committed).
+    pub accepted: usize,
+    /// Instances bound by the accepts written (those of an accept that lost a compare
+    /// included).
     pub bound: usize,
+    /// Instances placed but left for the next round (an accept binds at most a transaction's
+    /// worth).
+    pub deferred: usize,
     /// Instances left pending.
     pub unplaced: usize,
-    /// Writes dropped because the instance changed meanwhile.
+    /// Of those, the ones waiting for an offer (not reported yet).
+    pub waiting: usize,
+    /// Units of writes dropped because an offer or instance changed meanwhile.
     pub conflicts: usize,
     /// Status-only writes (unschedulable conditions).
     pub status_writes: usize,
@@ -124,13 +169,50 @@ pub struct RoundStats {
 }
 
 /// The placement controller. [`PlacementController::run`] runs it until cancelled; wrap it in
-/// [`run_elected`](crate::leader::run_elected) to run it on several replicas.
+/// [`run_elected`](crate::leader::run_elected) to run it on several replicas. It places only
+/// through the offers of an [`OfferBroker`](crate::offers::OfferBroker) running on the same
+/// store.
 #[derive(Debug)]
 pub struct PlacementController {
     store: Arc<dyn Store>,
+    informers: Informers,
     config: PlacementConfig,
     /// The last `FailedScheduling` report per instance: message and when.
     reported: HashMap<ObjectKey, (String, Instant)>,
+    /// Instances that only a node not offered to the framework would take, and since when.
+    waiting: HashMap<ObjectKey, Instant>,
+    /// Since when no instance has been pending.
+    idle_since: Option<Instant>,
+}
+
+/// The shared informers it reads.
+struct PlacementInformers {
+    instances: Informer<Instance>,
+    nodes: Informer<Node>,
+    apps: Informer<App>,
+    offers: Informer<Offer>,
+    frameworks: Informer<Framework>,
+}
+
+impl PlacementInformers {
+    fn subscribe(&self) -> PlacementChanges {
+        PlacementChanges {
+            instances: self.instances.subscribe(),
+            nodes: self.nodes.subscribe(),
+            apps: self.apps.subscribe(),
+            offers: self.offers.subscribe(),
+            frameworks: self.frameworks.subscribe(),
+        }
+    }
+}
+
+/// Their change notices, which wake rounds ([`wake_on_changes`]).
+struct PlacementChanges {
+    instances: Changes<Instance>,
+    nodes: Changes<Node>,
+    apps: Changes<App>,
+    offers: Changes<Offer>,
+    frameworks: Changes<Framework>,
 }
 
 /// The caches a round reads.
@@ -138,43 +220,40 @@ struct Caches {
     instances: reflector::Store<Instance>,
     nodes: reflector::Store<Node>,
     apps: reflector::Store<App>,
+    offers: reflector::Store<Offer>,
+    frameworks: reflector::Store<Framework>,
 }
 
-/// What a watched change means for the loop.
-struct Signal {
-    /// Run a round.
-    wake: bool,
-    /// An Instance revision the cache now reflects.
-    instance_revision: Option<Revision>,
-}
-
-/// One instance write of a round.
-struct InstanceWrite {
-    key: String,
-    instance: ObjectKey,
-    app: String,
-    node: Option<String>,
-    expected: Revision,
-    value: Vec<u8>,
-    binding: bool,
-}
-
-/// What writing a list of instance writes did.
+/// What a round did and asks of the loop.
 #[derive(Default)]
-struct Written {
-    bound: usize,
-    status_writes: usize,
-    conflicts: usize,
-    last_revision: Revision,
+struct Outcome {
+    stats: RoundStats,
+    /// Per registry prefix, the last revision written.
+    written: HashMap<String, Revision>,
+    /// Run another round soon (conflicts, deferred bindings).
+    retry: bool,
+    /// Run a round at this instant at the latest (suppression, the end of an offer wait).
+    deadline: Option<Instant>,
+}
+
+/// An instance that stays pending, with the message to report (when it is reported).
+struct Report<'a> {
+    instance: &'a Instance,
+    key: ObjectKey,
+    app: ObjectKey,
+    message: String,
 }
 
 impl PlacementController {
     /// A controller over `store`.
-    pub fn new(store: Arc<dyn Store>, config: PlacementConfig) -> Self {
+    pub fn new(store: Arc<dyn Store>, informers: Informers, config: PlacementConfig) -> Self {
         Self {
             store,
+            informers,
             config,
             reported: HashMap::new(),
+            waiting: HashMap::new(),
+            idle_since: None,
         }
     }
 
@@ -188,63 +267,69 @@ impl PlacementController {
         shutdown: CancellationToken,
     ) -> Result<(), PlacementError> {
         let mut rounds = Rounds::new(self.config.debounce, self.config.resync);
-        let seen = SeenRevisions::default();
-        let instances_prefix = registry_prefix::<Instance>();
-        let (caches, signals) = self.caches();
-        let driver = {
-            let wake = rounds.waker();
-            let seen = seen.clone();
-            let prefix = instances_prefix.clone();
-            let mut signals = signals;
-            AbortOnDrop(tokio::spawn(async move {
-                while let Some(signal) = signals.next().await {
-                    if let Some(revision) = signal.instance_revision {
-                        seen.record(&prefix, revision);
-                    }
-                    if signal.wake {
-                        wake.notify_one();
-                    }
-                }
-            }))
-        };
+        let informers = self.informers();
+        let driver = AbortOnDrop(tokio::spawn(wake_on_changes(
+            informers.subscribe(),
+            rounds.waker(),
+        )));
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             ready = async {
-                caches.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))?;
-                caches.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
-                caches.apps.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("App"))
+                informers.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))?;
+                informers.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
+                informers.apps.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("App"))?;
+                informers.offers.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Offer"))?;
+                informers.frameworks.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Framework"))
             } => ready?,
         }
+        // A round waits for its own writes: bindings (Instances), accepts (Offers) and the
+        // suppression (its Framework).
+        let applied: [Applied; 3] = [
+            informers.instances.applied(),
+            informers.offers.applied(),
+            informers.frameworks.applied(),
+        ];
+        let caches = Caches {
+            instances: informers.instances.store().clone(),
+            nodes: informers.nodes.store().clone(),
+            apps: informers.apps.store().clone(),
+            offers: informers.offers.store().clone(),
+            frameworks: informers.frameworks.store().clone(),
+        };
         tracing::info!(
             instances = caches.instances.len(),
             nodes = caches.nodes.len(),
+            offers = caches.offers.len(),
             fenced = leadership.is_some(),
             "placement controller started"
         );
         let mut written: HashMap<String, Revision> = HashMap::new();
         while rounds.next(&shutdown).await {
             if !written.is_empty()
-                && !seen
-                    .caught_up(&written, self.config.cache_sync_timeout)
-                    .await
+                && !caught_up(&applied, &written, self.config.cache_sync_timeout).await
             {
                 tracing::warn!(
-                    revision = written.get(&instances_prefix).copied().unwrap_or_default(),
-                    "the Instance cache has not caught up with our last write; placing anyway"
+                    revisions = ?written,
+                    "the caches have not caught up with our last writes; placing anyway"
                 );
             }
             let started = std::time::Instant::now();
-            let (stats, revision, retry) = self.round(&caches, leadership.as_deref()).await?;
-            if revision > 0 {
-                let last = written.entry(instances_prefix.clone()).or_default();
+            let outcome = self.round(&caches, leadership.as_deref()).await?;
+            for (prefix, revision) in outcome.written {
+                let last = written.entry(prefix).or_default();
                 *last = (*last).max(revision);
             }
-            rounds.finished(None);
+            rounds.finished(outcome.deadline.map(wall_time));
+            let stats = outcome.stats;
             if stats.pending > 0 {
                 tracing::info!(
                     pending = stats.pending,
+                    offers = stats.offers,
+                    accepted = stats.accepted,
                     bound = stats.bound,
+                    deferred = stats.deferred,
                     unplaced = stats.unplaced,
+                    waiting = stats.waiting,
                     conflicts = stats.conflicts,
                     status_writes = stats.status_writes,
                     events = stats.events,
@@ -252,7 +337,7 @@ impl PlacementController {
                     "placement round"
                 );
             }
-            if retry {
+            if outcome.retry {
                 rounds.wake();
             }
         }
@@ -261,58 +346,26 @@ impl PlacementController {
         Ok(())
     }
 
-    /// The three caches and one merged stream of their changes.
-    fn caches(&self) -> (Caches, BoxStream<'static, Signal>) {
-        let config = &self.config.watcher;
-        let instances = Writer::<Instance>::new();
-        let nodes = Writer::<Node>::new();
-        let apps = Writer::<App>::new();
-        let caches = Caches {
-            instances: instances.as_reader(),
-            nodes: nodes.as_reader(),
-            apps: apps.as_reader(),
-        };
-        let instance_signals = reflector::reflector(
-            instances,
-            watcher(
-                StoreSource::<Instance>::new(Arc::clone(&self.store)),
-                config.clone(),
-            ),
-        )
-        .map(|event| signal(event, true));
-        let node_signals = reflector::reflector(
-            nodes,
-            watcher(
-                StoreSource::<Node>::new(Arc::clone(&self.store)),
-                config.clone(),
-            ),
-        )
-        .map(|event| signal(event, false));
-        let app_signals = reflector::reflector(
-            apps,
-            watcher(
-                StoreSource::<App>::new(Arc::clone(&self.store)),
-                config.clone(),
-            ),
-        )
-        .map(|event| signal(event, false));
-        let merged = stream::select_all([
-            instance_signals.boxed(),
-            node_signals.boxed(),
-            app_signals.boxed(),
-        ])
-        .boxed();
-        (caches, merged)
+    /// The five shared informers it reads.
+    fn informers(&self) -> PlacementInformers {
+        PlacementInformers {
+            instances: self.informers.informer::<Instance>(),
+            nodes: self.informers.informer::<Node>(),
+            apps: self.informers.informer::<App>(),
+            offers: self.informers.informer::<Offer>(),
+            frameworks: self.informers.informer::<Framework>(),
+        }
     }
 
-    /// One round: place every pending instance, write bindings, conditions and Events.
-    /// Returns the stats, the last revision written to an Instance, and whether to run another
-    /// round soon (conflicts).
+    /// One round: steer the framework's suppression, place every pending instance on the open
+    /// offers, accept them, and write conditions and Events for the others.
     async fn round(
         &mut self,
         caches: &Caches,
         leadership: Option<&Leadership>,
-    ) -> Result<(RoundStats, Revision, bool), PlacementError> {
+    ) -> Result<Outcome, PlacementError> {
+        let started = Instant::now();
+        let mut outcome = Outcome::default();
         let instances = caches.instances.state();
         let mut pending: Vec<&Instance> = instances
             .iter()
@@ -321,9 +374,12 @@ impl PlacementController {
                 is_pending(instance) && instance.metadata.deletion_timestamp.is_none()
             })
             .collect();
+        self.steer_framework(caches, !pending.is_empty(), leadership, &mut outcome)
+            .await?;
         if pending.is_empty() {
             self.reported.clear();
-            return Ok((RoundStats::default(), 0, false));
+            self.waiting.clear();
+            return Ok(outcome);
         }
         pending.sort_by(|a, b| {
             (
@@ -337,8 +393,10 @@ impl PlacementController {
                     b.metadata.name_str(),
                 ))
         });
+        let now = now();
         let nodes = caches.nodes.state();
         let apps = caches.apps.state();
+        let offers = caches.offers.state();
         let app_specs: HashMap<ObjectKey, &AppSpec> = apps
             .iter()
             .map(|app| {
@@ -348,9 +406,16 @@ impl PlacementController {
                 )
             })
             .collect();
-        let mut view = ClusterView::from_nodes(
+        let open: Vec<&Offer> = offers
+            .iter()
+            .map(Arc::as_ref)
+            .filter(|offer| open_for_placement(offer, now))
+            .collect();
+        let bound = BoundInstance::from_instances(instances.iter().map(Arc::as_ref));
+        let mut view = ClusterView::from_offers(
+            open.iter().copied(),
             nodes.iter().map(Arc::as_ref),
-            BoundInstance::from_instances(instances.iter().map(Arc::as_ref)),
+            bound.iter().cloned(),
         );
         let request = PlacementRequest::from_instances(
             pending.iter().copied(),
@@ -362,94 +427,267 @@ impl PlacementController {
             .iter()
             .map(|instance| (instance_key(instance), *instance))
             .collect();
-        let now = now();
-        let mut writes = Vec::with_capacity(plan.bindings.len());
+
+        // Accepts: the bindings grouped by offer, each offer's group one unit.
+        let offers_by_name: HashMap<&str, &Offer> = open
+            .iter()
+            .map(|offer| (offer.metadata.name_str(), *offer))
+            .collect();
+        let per_accept = batch_limit(self.config.batch_size, leadership.is_some())
+            .saturating_sub(1)
+            .clamp(1, MAX_BINDINGS);
+        let mut groups: BTreeMap<&str, Vec<&Binding>> = BTreeMap::new();
         for binding in &plan.bindings {
-            if let Some(instance) = by_key.get(&binding.instance) {
-                writes.push(bind(instance, binding, now, leadership)?);
+            if let Some(offer) = binding.offer.as_deref() {
+                groups.entry(offer).or_default().push(binding);
             }
         }
-        for unplaced in &plan.unplaced {
-            if let Some(instance) = by_key.get(&unplaced.instance)
-                && let Some(write) = mark_unschedulable(instance, unplaced, now, leadership)?
-            {
+        let mut units: Vec<Unit> = Vec::with_capacity(groups.len());
+        let mut stats = RoundStats {
+            pending: pending.len(),
+            offers: open.len(),
+            ..RoundStats::default()
+        };
+        let mut placed_now: Vec<BoundInstance> = Vec::with_capacity(plan.bindings.len());
+        for (offer_name, group) in groups {
+            let Some(offer) = offers_by_name.get(offer_name) else {
+                continue;
+            };
+            let mut writes = Vec::with_capacity(group.len().min(per_accept));
+            let mut bytes = 0;
+            for binding in group {
+                let Some(instance) = by_key.get(&binding.instance) else {
+                    continue;
+                };
+                placed_now.push(placed(instance, binding));
+                if writes.len() >= per_accept || bytes >= MAX_ACCEPT_BYTES {
+                    stats.deferred += 1;
+                    continue;
+                }
+                let write = bind(instance, binding, now, leadership)?;
+                bytes += write.key.len() + write.value.as_ref().map_or(0, Vec::len);
                 writes.push(write);
             }
+            if writes.is_empty() {
+                continue;
+            }
+            stats.bound += writes.len();
+            units.push(bind_unit(
+                offer,
+                object_revision(*offer).unwrap_or(0),
+                writes,
+            ));
         }
-        let written = self.write_instances(writes, leadership).await?;
-        let events = self
-            .report_failures(&plan.unplaced, &by_key, leadership, now)
-            .await?;
-        let stats = RoundStats {
-            pending: pending.len(),
-            bound: written.bound,
-            unplaced: plan.unplaced.len(),
-            conflicts: written.conflicts,
-            status_writes: written.status_writes,
-            events,
-        };
-        Ok((stats, written.last_revision, written.conflicts > 0))
+        let accepts = units.len();
+
+        // What the offers could not take: explained on the nodes, reported now or after the
+        // offer wait.
+        let reports = self.explain(
+            &plan.unplaced,
+            &pending,
+            &by_key,
+            &app_specs,
+            ExplainInput {
+                nodes: &nodes,
+                bound,
+                placed_now,
+                open: &open,
+                started,
+            },
+            &mut outcome,
+        );
+        stats.unplaced = plan.unplaced.len();
+        stats.waiting = plan.unplaced.len().saturating_sub(reports.len());
+        for report in &reports {
+            if let Some(write) =
+                mark_unschedulable(report.instance, &report.message, now, leadership)?
+            {
+                units.push(Unit::new(
+                    format!("instance {}: unschedulable", report.key),
+                    vec![write],
+                ));
+                stats.status_writes += 1;
+            }
+        }
+        let written = write_units(self.store.as_ref(), leadership, units).await?;
+        stats.conflicts = written.conflicts;
+        stats.accepted = accepts.saturating_sub(written.conflicts);
+        for (prefix, revision) in written.revisions {
+            let last = outcome.written.entry(prefix).or_default();
+            *last = (*last).max(revision);
+        }
+        stats.events = self.report_failures(&reports, leadership, now).await?;
+        outcome.retry |= stats.conflicts > 0 || stats.deferred > 0;
+        outcome.stats = stats;
+        Ok(outcome)
     }
 
-    /// Writes instance values in batches, each a compare-and-swap per instance; a batch that
-    /// loses a compare is retried without the instances that changed. Up to [`IN_FLIGHT`]
-    /// batches are in flight at once (each instance is in one batch only, so they are
-    /// independent), and the store commits them together.
-    async fn write_instances(
-        &self,
-        writes: Vec<InstanceWrite>,
-        leadership: Option<&Leadership>,
-    ) -> Result<Written, PlacementError> {
-        let limit = batch_limit(self.config.batch_size, leadership.is_some());
-        let mut batches: Vec<Vec<InstanceWrite>> = Vec::new();
-        let mut bytes = 0;
-        for write in writes {
-            let full = batches.last().is_none_or(|batch| {
-                batch.len() >= limit || bytes + write.value.len() > MAX_BATCH_BYTES
+    /// Why the offers could not take each unplaced instance, and which of them to report now.
+    /// The unplaced instances are placed again on a view from the nodes (with what this round
+    /// placed counted) on which nodes without an open offer are withheld: an instance that no
+    /// node takes for an offer-independent reason is reported at once; one that a withheld node
+    /// would take, or that the nodes take but the offers did not, waits for an offer up to
+    /// [`PlacementConfig::offer_wait`] (the earliest end of a wait becomes the round's
+    /// deadline).
+    fn explain<'a>(
+        &mut self,
+        unplaced: &[crate::placement::Unplaced],
+        pending: &[&'a Instance],
+        by_key: &HashMap<ObjectKey, &'a Instance>,
+        app_specs: &HashMap<ObjectKey, &AppSpec>,
+        input: ExplainInput<'_>,
+        outcome: &mut Outcome,
+    ) -> Vec<Report<'a>> {
+        let from_offers: HashMap<&ObjectKey, &UnplacedReason> = unplaced
+            .iter()
+            .map(|unplaced| (&unplaced.instance, &unplaced.reason))
+            .collect();
+        let mut view = ClusterView::from_nodes(
+            input.nodes.iter().map(Arc::as_ref),
+            input.bound.into_iter().chain(input.placed_now),
+        );
+        let offered: HashSet<&str> = input
+            .open
+            .iter()
+            .map(|offer| offer.spec.node_name.as_str())
+            .collect();
+        view.withhold_unoffered(&offered);
+        let request = PlacementRequest::from_instances(
+            pending
+                .iter()
+                .copied()
+                .filter(|instance| from_offers.contains_key(&instance_key(instance))),
+            |app| app_specs.get(app).copied(),
+            self.config.strategy,
+        );
+        let plan = place(&request, &mut view);
+        let from_nodes: HashMap<&ObjectKey, &UnplacedReason> = plan
+            .unplaced
+            .iter()
+            .map(|unplaced| (&unplaced.instance, &unplaced.reason))
+            .collect();
+        let mut reports = Vec::new();
+        let mut waiting: HashMap<ObjectKey, Instant> = HashMap::new();
+        for unplaced in unplaced {
+            let Some(instance) = by_key.get(&unplaced.instance) else {
+                continue;
+            };
+            let (message, waits) = match from_nodes.get(&unplaced.instance) {
+                Some(UnplacedReason::NoFit(summary)) => {
+                    (summary.to_string(), summary.count(&Reason::NotOffered) > 0)
+                }
+                Some(reason) => (reason.to_string(), false),
+                // The nodes take it where the offers did not: wait for a better offer.
+                None => (unplaced.reason.to_string(), true),
+            };
+            if waits {
+                let since = self
+                    .waiting
+                    .get(&unplaced.instance)
+                    .copied()
+                    .unwrap_or(input.started);
+                waiting.insert(unplaced.instance.clone(), since);
+                let until = since + self.config.offer_wait;
+                if input.started < until {
+                    outcome.deadline = Some(outcome.deadline.map_or(until, |at| at.min(until)));
+                    continue;
+                }
+            }
+            reports.push(Report {
+                instance,
+                key: unplaced.instance.clone(),
+                app: unplaced.app.clone(),
+                message,
             });
-            if full {
-                batches.push(Vec::with_capacity(limit));
-                bytes = 0;
-            }
-            bytes += write.value.len() + write.key.len();
-            if let Some(batch) = batches.last_mut() {
-                batch.push(write);
-            }
         }
-        let store = self.store.as_ref();
-        let mut results = stream::iter(
-            batches
-                .into_iter()
-                .map(|batch| write_instance_batch(store, leadership, batch)),
-        )
-        .buffer_unordered(IN_FLIGHT);
-        let mut written = Written::default();
-        while let Some(result) = results.next().await {
-            let part = result?;
-            written.bound += part.bound;
-            written.status_writes += part.status_writes;
-            written.conflicts += part.conflicts;
-            written.last_revision = written.last_revision.max(part.last_revision);
-        }
-        Ok(written)
+        self.waiting = waiting;
+        reports
     }
 
-    /// Creates or bumps the `FailedScheduling` Event of each unplaced instance whose reason
+    /// Creates the framework when it is absent, and sets its `spec.suppressed`: false while
+    /// instances are pending, true after [`PlacementConfig::suppress_after`] without any (the
+    /// end of that wait becomes the round's deadline). Only `suppressed` is ever changed on an
+    /// existing framework.
+    async fn steer_framework(
+        &mut self,
+        caches: &Caches,
+        pending: bool,
+        leadership: Option<&Leadership>,
+        outcome: &mut Outcome,
+    ) -> Result<(), PlacementError> {
+        let suppress = if pending {
+            self.idle_since = None;
+            false
+        } else {
+            let since = *self.idle_since.get_or_insert_with(Instant::now);
+            let until = since + self.config.suppress_after;
+            if Instant::now() < until {
+                outcome.deadline = Some(until);
+                false
+            } else {
+                true
+            }
+        };
+        let key = registry_key::<Framework>(None, FRAMEWORK);
+        let (write, what) = match caches.frameworks.get(&ObjectRef::new(FRAMEWORK)) {
+            None => {
+                let framework = placement_framework(suppress);
+                (
+                    KeyWrite::create(key.clone(), encode_at(&key, &framework)?),
+                    "create",
+                )
+            }
+            Some(framework) if framework.spec.suppressed.unwrap_or(false) != suppress => {
+                let mut updated = (*framework).clone();
+                updated.spec.suppressed = Some(suppress);
+                updated.metadata.generation = Some(framework.metadata.generation.unwrap_or(0) + 1);
+                updated.metadata.resource_version = None;
+                (
+                    KeyWrite::update(
+                        key.clone(),
+                        object_revision(framework.as_ref()).unwrap_or(0),
+                        encode_at(&key, &updated)?,
+                    ),
+                    if suppress { "suppress" } else { "revive" },
+                )
+            }
+            Some(_) => return Ok(()),
+        };
+        let written = write_units(
+            self.store.as_ref(),
+            leadership,
+            vec![Unit::new(
+                format!("framework {FRAMEWORK}: {what}"),
+                vec![write],
+            )],
+        )
+        .await?;
+        if written.committed > 0 {
+            tracing::info!(framework = FRAMEWORK, action = what, "placement framework");
+        } else {
+            // Changed meanwhile (a user's edit): steered again next round, from the cache.
+            outcome.retry = true;
+        }
+        outcome.written.extend(written.revisions);
+        Ok(())
+    }
+
+    /// Creates or bumps the `FailedScheduling` Event of each reported instance whose reason
     /// changed or was last reported more than [`PlacementConfig::event_repeat`] ago.
     async fn report_failures(
         &mut self,
-        unplaced: &[Unplaced],
-        instances: &HashMap<ObjectKey, &Instance>,
+        reports: &[Report<'_>],
         leadership: Option<&Leadership>,
         now: Time,
     ) -> Result<usize, PlacementError> {
-        let current: HashSet<&ObjectKey> = unplaced.iter().map(|u| &u.instance).collect();
+        let current: HashSet<&ObjectKey> = reports.iter().map(|report| &report.key).collect();
         self.reported.retain(|key, _| current.contains(key));
-        let due: Vec<(&Unplaced, String)> = unplaced
+        let due: Vec<&Report<'_>> = reports
             .iter()
-            .map(|u| (u, u.reason.to_string()))
-            .filter(|(u, message)| match self.reported.get(&u.instance) {
-                Some((last, at)) => last != message || at.elapsed() >= self.config.event_repeat,
+            .filter(|report| match self.reported.get(&report.key) {
+                Some((last, at)) => {
+                    *last != report.message || at.elapsed() >= self.config.event_repeat
+                }
                 None => true,
             })
             .collect();
@@ -457,46 +695,39 @@ impl PlacementController {
         let mut count = 0;
         for chunk in due.chunks(limit) {
             let mut txn = Txn::new();
-            let mut keys = Vec::with_capacity(chunk.len());
-            for (unplaced, message) in chunk {
-                let Some(instance) = instances.get(&unplaced.instance) else {
-                    continue;
-                };
-                let key = registry_key::<pacer_schemas::Event>(
-                    Some(&unplaced.instance.namespace),
-                    &event_name(&unplaced.instance.name),
-                );
+            for report in chunk {
+                let name = event_name(&report.key.name);
+                let key = registry_key::<pacer_schemas::Event>(Some(&report.key.namespace), &name);
                 let draft = EventDraft {
-                    namespace: &unplaced.instance.namespace,
-                    name: &event_name(&unplaced.instance.name),
-                    involved: involved::<Instance>(&instance.metadata),
+                    namespace: &report.key.namespace,
+                    name: &name,
+                    involved: involved::<Instance>(&report.instance.metadata),
                     reason: FAILED_SCHEDULING,
-                    message,
+                    message: &report.message,
                     type_: EventType::Warning,
                     action: "Scheduling",
                     component: COMPONENT,
                 };
                 let (expect, event) = next_record(self.store.as_ref(), &key, draft, now).await?;
                 let value = encode_at(&key, &event)?;
-                txn = txn.when(key.clone(), expect).put(key.clone(), value);
-                keys.push(&unplaced.instance);
+                txn = txn.when(key.clone(), expect).put(key, value);
                 tracing::info!(
-                    app = %unplaced.app,
-                    instance = %unplaced.instance,
-                    reason = %message,
+                    app = %report.app,
+                    instance = %report.key,
+                    reason = %report.message,
                     "cannot place instance"
                 );
             }
-            if keys.is_empty() {
+            if chunk.is_empty() {
                 continue;
             }
             match commit(self.store.as_ref(), leadership, txn).await? {
                 TxnOutcome::Committed { .. } => {
-                    count += keys.len();
+                    count += chunk.len();
                     let at = Instant::now();
-                    for (unplaced, message) in chunk {
+                    for report in chunk {
                         self.reported
-                            .insert(unplaced.instance.clone(), (message.clone(), at));
+                            .insert(report.key.clone(), (report.message.clone(), at));
                     }
                 }
                 TxnOutcome::CompareFailed { .. } => {
@@ -508,99 +739,121 @@ impl PlacementController {
     }
 }
 
-/// Writes one batch of instance values in one transaction; when it loses compares, again
-/// without the instances that changed.
-async fn write_instance_batch(
-    store: &dyn Store,
-    leadership: Option<&Leadership>,
-    mut batch: Vec<InstanceWrite>,
-) -> Result<Written, PlacementError> {
-    let mut written = Written::default();
-    while !batch.is_empty() {
-        let mut txn = Txn::new();
-        for write in &batch {
-            txn = txn
-                .when(write.key.clone(), Expect::ModRevision(write.expected))
-                .put(write.key.clone(), write.value.clone());
-        }
-        match commit(store, leadership, txn).await? {
-            TxnOutcome::Committed { revision } => {
-                written.last_revision = written.last_revision.max(revision);
-                for write in &batch {
-                    if write.binding {
-                        written.bound += 1;
-                        tracing::debug!(
-                            app = %write.app,
-                            instance = %write.instance,
-                            node = write.node.as_deref().unwrap_or_default(),
-                            revision,
-                            "bound"
-                        );
-                    } else {
-                        written.status_writes += 1;
-                    }
-                }
-                break;
-            }
-            TxnOutcome::CompareFailed { observed, .. } => {
-                let changed: HashSet<&str> = observed
-                    .iter()
-                    .zip(&batch)
-                    .filter(|(state, write)| state.mod_revision != write.expected)
-                    .map(|(state, _)| state.key.as_str())
-                    .collect();
-                if changed.is_empty() {
-                    // Should not happen: nothing we compared changed. Give up on the batch;
-                    // the next round starts from fresh caches.
-                    written.conflicts += batch.len();
-                    break;
-                }
-                let before = batch.len();
-                batch.retain(|write| {
-                    let keep = !changed.contains(write.key.as_str());
-                    if !keep {
-                        tracing::debug!(
-                            app = %write.app,
-                            instance = %write.instance,
-                            "instance changed meanwhile; placing it again next round"
-                        );
-                    }
-                    keep
-                });
-                written.conflicts += before - batch.len();
-            }
-        }
-    }
-    Ok(written)
+/// What [`PlacementController::explain`] reads besides the unplaced instances.
+struct ExplainInput<'a> {
+    nodes: &'a [Arc<Node>],
+    /// The bound instances.
+    bound: Vec<BoundInstance>,
+    /// What this round placed on offers.
+    placed_now: Vec<BoundInstance>,
+    /// The open offers made to the framework.
+    open: &'a [&'a Offer],
+    /// When the round started.
+    started: Instant,
 }
 
-/// Maps a watcher event to a loop signal.
-fn signal<K: Resource>(event: watcher::Result<watcher::Event<K>>, instances: bool) -> Signal {
-    match event {
-        Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => Signal {
-            wake: true,
-            instance_revision: if instances {
-                object_revision(&object)
-            } else {
-                None
+/// Whether `offer` is an open offer to the placement framework that does not expire within
+/// [`EXPIRY_MARGIN_SECONDS`] of `now`.
+fn open_for_placement(offer: &Offer, now: Time) -> bool {
+    let open = offer
+        .status
+        .as_ref()
+        .is_none_or(|status| status.phase == OfferPhase::Offered);
+    let margin = now.timestamp().as_second() + EXPIRY_MARGIN_SECONDS;
+    open && offer.metadata.deletion_timestamp.is_none()
+        && offer.spec.framework.as_deref() == Some(FRAMEWORK)
+        && offer
+            .spec
+            .expires_at
+            .is_none_or(|at| at.timestamp().as_second() > margin)
+}
+
+/// The placement framework as first registered.
+fn placement_framework(suppressed: bool) -> Framework {
+    let mut metadata = ObjectMeta {
+        name: Some(FRAMEWORK.to_owned()),
+        uid: Some(uuid::Uuid::new_v4().to_string()),
+        creation_timestamp: Some(now()),
+        generation: Some(1),
+        ..ObjectMeta::default()
+    };
+    metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_owned(),
+            COMPONENT.to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let mut framework = Framework {
+        metadata,
+        spec: FrameworkSpec {
+            role: Some(UNRESERVED_ROLE.to_owned()),
+            offer_timeout_seconds: Some(OFFER_TIMEOUT_SECONDS),
+            suppressed: Some(suppressed),
+            ..FrameworkSpec::default()
+        },
+        ..Framework::default()
+    };
+    framework.set_type_meta();
+    framework
+}
+
+/// What a binding makes the instance hold, as the nodes view of a later explanation counts it.
+fn placed(instance: &Instance, binding: &Binding) -> BoundInstance {
+    BoundInstance {
+        app: binding.app.clone(),
+        node_name: binding.node_name.clone(),
+        resources: instance
+            .spec
+            .template
+            .as_ref()
+            .map(Scalars::from_spec)
+            .unwrap_or_else(|| Scalars::from_spec(&Default::default())),
+        host_ports: binding.host_ports.clone(),
+    }
+}
+
+/// Wakes a round on every Instance, Node and App change, on changes of the framework's own
+/// offers, and on a resync of any of the five caches (Framework changes are its own writes or
+/// a user's edit of its weights, which do not change what it can place).
+async fn wake_on_changes(changes: PlacementChanges, wake: Waker) {
+    let PlacementChanges {
+        mut instances,
+        mut nodes,
+        mut apps,
+        mut offers,
+        mut frameworks,
+    } = changes;
+    loop {
+        let relevant = tokio::select! {
+            change = instances.next() => match change {
+                Some(_) => true,
+                None => break,
             },
-        },
-        Ok(watcher::Event::InitApply(object)) => Signal {
-            wake: false,
-            instance_revision: if instances {
-                object_revision(&object)
-            } else {
-                None
+            change = nodes.next() => match change {
+                Some(_) => true,
+                None => break,
             },
-        },
-        Ok(watcher::Event::InitDone) => Signal {
-            wake: true,
-            instance_revision: None,
-        },
-        Ok(watcher::Event::Init) | Err(_) => Signal {
-            wake: false,
-            instance_revision: None,
-        },
+            change = apps.next() => match change {
+                Some(_) => true,
+                None => break,
+            },
+            change = offers.next() => match change {
+                Some(Change::Applied(offer) | Change::Deleted(offer)) => {
+                    offer.spec.framework.as_deref() == Some(FRAMEWORK)
+                }
+                Some(Change::Resync) => true,
+                None => break,
+            },
+            change = frameworks.next() => match change {
+                Some(change) => matches!(change, Change::Resync),
+                None => break,
+            },
+        };
+        if relevant {
+            wake.notify_one();
+        }
     }
 }
 
@@ -622,6 +875,14 @@ fn now() -> Time {
     Time::from_unix_seconds(now.as_second()).unwrap_or_else(|| Time::new(now))
 }
 
+/// The wall-clock time of a monotonic instant (for [`Rounds::finished`]'s deadline).
+fn wall_time(at: Instant) -> Time {
+    let ahead = at.saturating_duration_since(Instant::now());
+    let now = jiff::Timestamp::now();
+    let ahead = jiff::SignedDuration::try_from(ahead).unwrap_or_default();
+    Time::new(now.checked_add(ahead).unwrap_or(now))
+}
+
 /// The annotation that names the leadership term (the create revision of the leader's
 /// election key, i.e. its fencing token) under which an Instance was last written.
 pub const LEADER_TERM_ANNOTATION: &str = "pacer.dev/leader-term";
@@ -636,9 +897,8 @@ pub const LEADER_ANNOTATION: &str = "pacer.dev/leader";
 fn write_of(
     instance: &Instance,
     mut updated: Instance,
-    binding: bool,
     leadership: Option<&Leadership>,
-) -> Result<InstanceWrite, PlacementError> {
+) -> Result<KeyWrite, PlacementError> {
     let key = registry_key::<Instance>(
         Some(instance.metadata.namespace_str()),
         instance.metadata.name_str(),
@@ -659,31 +919,27 @@ fn write_of(
     let expected = object_revision(instance).unwrap_or(0);
     updated.metadata.resource_version = None;
     let value = encode_at(&key, &updated)?;
-    Ok(InstanceWrite {
-        instance: instance_key(instance),
-        app: instance.spec.app.clone(),
-        node: updated.spec.node_name.clone(),
-        expected,
-        key,
-        value,
-        binding,
-    })
+    Ok(KeyWrite::update(key, expected, value))
 }
 
-/// The instance bound as `binding` says: spec (node, host ports, role; generation + 1) and
-/// status (Staging, host, stagedAt, `Scheduled=True`).
+/// The instance bound as `binding` says: spec (node, host ports, role; generation + 1),
+/// the offer it consumes ([`OFFER_ANNOTATION`](crate::offers::accept::OFFER_ANNOTATION)) and status (Staging, host, stagedAt,
+/// `Scheduled=True`).
 fn bind(
     instance: &Instance,
     binding: &Binding,
     now: Time,
     leadership: Option<&Leadership>,
-) -> Result<InstanceWrite, PlacementError> {
+) -> Result<KeyWrite, PlacementError> {
     let mut updated = instance.clone();
     updated.spec.node_name = Some(binding.node_name.clone());
     updated.spec.host_ports = Some(binding.host_ports.clone());
     updated.spec.role = Some(binding.role.clone());
     if updated.spec != instance.spec {
         updated.metadata.generation = Some(instance.metadata.generation.unwrap_or(0) + 1);
+    }
+    if let Some(offer) = &binding.offer {
+        annotate_offer(&mut updated, offer);
     }
     let generation = updated.metadata.generation;
     let status = updated.status.get_or_insert_with(Default::default);
@@ -701,18 +957,17 @@ fn bind(
             message: Some(format!("bound to node {}", binding.node_name)),
         },
     );
-    write_of(instance, updated, true, leadership)
+    write_of(instance, updated, leadership)
 }
 
 /// The status write that records why an instance stays pending, or `None` when its
 /// `Scheduled` condition already says so.
 fn mark_unschedulable(
     instance: &Instance,
-    unplaced: &Unplaced,
+    message: &str,
     now: Time,
     leadership: Option<&Leadership>,
-) -> Result<Option<InstanceWrite>, PlacementError> {
-    let message = unplaced.reason.to_string();
+) -> Result<Option<KeyWrite>, PlacementError> {
     let current = instance
         .status
         .as_ref()
@@ -720,7 +975,7 @@ fn mark_unschedulable(
     if current.is_some_and(|condition| {
         condition.status == ConditionStatus::False
             && condition.reason.as_deref() == Some(UNSCHEDULABLE)
-            && condition.message.as_deref() == Some(message.as_str())
+            && condition.message.as_deref() == Some(message)
     }) {
         return Ok(None);
     }
@@ -735,21 +990,25 @@ fn mark_unschedulable(
             observed_generation: generation,
             last_transition_time: Some(now),
             reason: Some(UNSCHEDULABLE.to_owned()),
-            message: Some(message),
+            message: Some(message.to_owned()),
         },
     );
-    write_of(instance, updated, false, leadership).map(Some)
+    write_of(instance, updated, leadership).map(Some)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use pacer_schemas::offer::OfferLaunch;
     use pacer_store::embedded::EmbeddedStore;
     use pacer_store::{Election, ListOptions};
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::store_source::decode_stored;
+    use crate::offers::accept::{AcceptFailure, Accepted, OFFER_ANNOTATION, accept};
+    use crate::offers::{OfferBroker, OfferBrokerConfig};
+    use crate::rounds::SystemClock;
+    use crate::store_source::{decode_stored, registry_prefix};
 
     fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
@@ -832,6 +1091,94 @@ mod tests {
         }
     }
 
+    /// The offer broker on the same store (the placement controller places only through its
+    /// offers), until `shutdown`.
+    fn start_broker(
+        store: &Arc<dyn Store>,
+        shutdown: &CancellationToken,
+    ) -> tokio::task::JoinHandle<Result<(), ControllerError>> {
+        let broker = OfferBroker::new(
+            Arc::clone(store),
+            Informers::new(Arc::clone(store)),
+            Arc::new(SystemClock),
+            OfferBrokerConfig {
+                debounce: Duration::from_millis(20),
+                ..OfferBrokerConfig::default()
+            },
+        );
+        tokio::spawn(broker.run(None, shutdown.clone()))
+    }
+
+    async fn list<K: Resource>(store: &dyn Store) -> Vec<K> {
+        let page = store
+            .list(&registry_prefix::<K>(), &ListOptions::default())
+            .await
+            .unwrap();
+        page.items
+            .iter()
+            .map(|kv| decode_stored::<K>(&kv.value, kv.mod_revision).unwrap())
+            .collect()
+    }
+
+    /// Every bound instance names the offer it consumed, and an offer was consumed on one node
+    /// only (by one accept: its instances all went to its node).
+    fn assert_bound_through_offers(instances: &[Instance]) {
+        let mut nodes_of_offer: HashMap<String, HashSet<String>> = HashMap::new();
+        for instance in instances.iter().filter(|i| i.spec.node_name.is_some()) {
+            let offer = instance
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(OFFER_ANNOTATION))
+                .unwrap_or_else(|| panic!("bound without an offer: {instance:#?}"));
+            assert!(
+                offer.starts_with(&format!("{}.", instance.spec.node_name.as_ref().unwrap())),
+                "offer {offer} is not of node {:?}",
+                instance.spec.node_name
+            );
+            nodes_of_offer
+                .entry(offer.clone())
+                .or_default()
+                .insert(instance.spec.node_name.clone().unwrap());
+        }
+        for (offer, nodes) in nodes_of_offer {
+            assert_eq!(nodes.len(), 1, "offer {offer} consumed on {nodes:?}");
+        }
+    }
+
+    /// Per node, what its bound non-terminal instances hold fits in its allocatable.
+    fn assert_not_over_allocated(nodes: &[Node], instances: &[Instance], round: usize) {
+        let mut used: HashMap<&str, Scalars> = HashMap::new();
+        let mut ports: HashSet<(&str, i32)> = HashSet::new();
+        for instance in instances {
+            let Some(node) = instance.spec.node_name.as_deref() else {
+                continue;
+            };
+            if instance.phase().is_terminal() {
+                continue;
+            }
+            let scalars = Scalars::from_spec(instance.spec.template.as_ref().unwrap());
+            let sum = used.entry(node).or_default();
+            *sum = sum.plus(&scalars);
+            for port in instance.spec.host_ports.iter().flatten() {
+                assert!(
+                    ports.insert((node, *port)),
+                    "round {round}: host port {port} on {node} held twice"
+                );
+            }
+        }
+        for node in nodes {
+            let allocatable = Scalars::from_resources(&node.status.as_ref().unwrap().allocatable);
+            if let Some(used) = used.get(node.metadata.name_str()) {
+                assert!(
+                    used.fits_in(&allocatable),
+                    "round {round}: node {} over-allocated: {used:?} > {allocatable:?}",
+                    node.metadata.name_str()
+                );
+            }
+        }
+    }
+
     #[tokio::test]
     async fn binds_unique_instances_to_distinct_nodes_and_reports_what_does_not_fit() {
         let (_dir, store) = store();
@@ -851,7 +1198,12 @@ mod tests {
         )
         .await;
         let shutdown = CancellationToken::new();
-        let controller = PlacementController::new(Arc::clone(&store), config());
+        let broker = start_broker(&store, &shutdown);
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            config(),
+        );
         let task = tokio::spawn(controller.run(None, shutdown.clone()));
 
         eventually("three bindings", || async {
@@ -864,6 +1216,7 @@ mod tests {
         })
         .await;
         let all = instances(store.as_ref()).await;
+        assert_bound_through_offers(&all);
         let mut nodes = HashSet::new();
         for instance in all.iter().filter(|i| i.spec.app == "web") {
             let node = instance.spec.node_name.clone().unwrap();
@@ -966,8 +1319,20 @@ mod tests {
                 .unwrap()
                 .starts_with("0/6 nodes available")
         );
+        // The framework it registered, as it registered it.
+        let framework: Framework = list::<Framework>(store.as_ref())
+            .await
+            .into_iter()
+            .find(|framework| framework.metadata.name_str() == FRAMEWORK)
+            .unwrap();
+        assert_eq!(framework.spec.role(), "*");
+        assert_eq!(
+            framework.spec.offer_timeout_seconds,
+            Some(OFFER_TIMEOUT_SECONDS)
+        );
         shutdown.cancel();
         task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
     }
 
     #[tokio::test]
@@ -985,8 +1350,10 @@ mod tests {
         let election = Election::new(Arc::clone(&store), "/elections/placement/").unwrap();
         let leadership = Arc::new(election.campaign(lease, b"me".to_vec()).await.unwrap());
         let shutdown = CancellationToken::new();
+        let _broker = start_broker(&store, &shutdown);
         let controller = PlacementController::new(
             Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
             PlacementConfig {
                 event_repeat: Duration::ZERO,
                 resync: Duration::from_millis(100),
@@ -1022,5 +1389,397 @@ mod tests {
         let count = event_count().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(event_count().await, count, "no write after deposition");
+    }
+
+    /// Placement binds only through offers: every bound instance names the offer it consumed,
+    /// no offer is consumed twice (and consumed offers are gone), nothing is over-allocated,
+    /// and the instances pending before the first offers exist get no `Unschedulable` report.
+    #[tokio::test]
+    async fn binds_through_offers_consuming_each_offer_once() {
+        let (_dir, store) = store();
+        for index in 1..=4 {
+            add_node(store.as_ref(), &format!("n{index}"), "r1").await;
+        }
+        let template = json!({"cmd": "sleep 1000", "cpus": 0.25, "mem": 128,
+                              "portDefinitions": [{"port": 0}]});
+        for index in 0..30 {
+            add_instance(
+                store.as_ref(),
+                &format!("w.{index:02}"),
+                "w",
+                template.clone(),
+            )
+            .await;
+        }
+        let shutdown = CancellationToken::new();
+        // The controller first, so that it starts with no offer at all.
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            config(),
+        );
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let broker = start_broker(&store, &shutdown);
+        eventually("30 bindings", || async {
+            instances(store.as_ref())
+                .await
+                .iter()
+                .all(|i| i.spec.node_name.is_some())
+        })
+        .await;
+        let all = instances(store.as_ref()).await;
+        assert_bound_through_offers(&all);
+        assert_not_over_allocated(&list::<Node>(store.as_ref()).await, &all, 0);
+        let consumed: HashSet<String> = all
+            .iter()
+            .filter_map(|i| {
+                i.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(OFFER_ANNOTATION)
+                    .cloned()
+            })
+            .collect();
+        for offer in list::<Offer>(store.as_ref()).await {
+            assert!(
+                !consumed.contains(offer.metadata.name_str()),
+                "offer {} consumed but still there",
+                offer.metadata.name_str()
+            );
+        }
+        let events = store
+            .list("/registry/events/", &ListOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            events.items.is_empty(),
+            "no FailedScheduling while offers came"
+        );
+        for instance in &all {
+            let role = instance.spec.role.as_deref();
+            assert_eq!(role, Some("*"), "the offer's role");
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
+    }
+
+    /// The placement framework and an external one, under contention on a small cluster:
+    /// instances arrive and finish at random while the external framework accepts random
+    /// launches from what it sees of its offers (sometimes an old snapshot). After every
+    /// round, no node holds more than its allocatable nor a host port twice; both frameworks
+    /// placed instances.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn placement_and_an_external_framework_never_over_allocate_a_node() {
+        const ROUNDS: usize = 300;
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+        for index in 1..=3 {
+            add_node(store.as_ref(), &format!("n{index}"), "r1").await;
+        }
+        put(
+            store.as_ref(),
+            "/registry/frameworks/batch",
+            json!({"apiVersion": "pacer.dev/v1", "kind": "Framework",
+                   "metadata": {"name": "batch"},
+                   "spec": {"role": "batch", "offerTimeoutSeconds": 2}}),
+        )
+        .await;
+        let shutdown = CancellationToken::new();
+        let broker = start_broker(&store, &shutdown);
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            config(),
+        );
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let nodes = list::<Node>(store.as_ref()).await;
+        let mut seed: u64 = 0x0FFE_2026_5EED;
+        let mut below = move |n: u64| {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n.max(1)
+        };
+        let mut stale: Vec<Offer> = Vec::new();
+        let (mut next, mut launched, mut refused_or_stale) = (0usize, 0usize, 0usize);
+        let mut placed: HashSet<String> = HashSet::new();
+        for round in 0..ROUNDS {
+            // New pending instances for placement.
+            for _ in 0..below(3) {
+                next += 1;
+                let template = json!({"cmd": "sleep 1", "cpus": 0.5 * (1 + below(4)) as f64,
+                                      "mem": 256 * (1 + below(8)),
+                                      "portDefinitions": (0..below(3)).map(|_| json!({"port": 0})).collect::<Vec<_>>()});
+                // One App per instance: placement reads an App version's needs once.
+                add_instance(
+                    store.as_ref(),
+                    &format!("p{next}.1"),
+                    &format!("p{next}"),
+                    template,
+                )
+                .await;
+            }
+            // The external framework answers one of its offers.
+            let offers: Vec<Offer> = list::<Offer>(store.as_ref())
+                .await
+                .into_iter()
+                .filter(|offer| offer.spec.framework.as_deref() == Some("batch"))
+                .collect();
+            let source = if below(6) == 0 && !stale.is_empty() {
+                &stale
+            } else {
+                &offers
+            };
+            if !source.is_empty() {
+                let offer = source[usize::try_from(below(source.len() as u64)).unwrap()].clone();
+                let launches: Vec<OfferLaunch> = (0..1 + below(2))
+                    .map(|_| {
+                        next += 1;
+                        OfferLaunch {
+                            namespace: "jobs".to_owned(),
+                            name: format!("job-{next}"),
+                            template: serde_json::from_value(json!({
+                                "cmd": "sleep 1", "cpus": 0.5 * (1 + below(4)) as f64,
+                                "mem": 256 * (1 + below(8)), "disk": 0,
+                                "portDefinitions": (0..below(2)).map(|_| json!({"port": 0})).collect::<Vec<_>>(),
+                            }))
+                            .unwrap(),
+                            ..OfferLaunch::default()
+                        }
+                    })
+                    .collect();
+                match accept(store.as_ref(), None, &offer, &launches, now()).await {
+                    Ok(Accepted::Launched(instances)) => launched += instances.len(),
+                    Ok(Accepted::Stale) | Err(AcceptFailure::Refused(_)) => refused_or_stale += 1,
+                    Err(AcceptFailure::Controller(error)) => panic!("round {round}: {error}"),
+                }
+            }
+            if below(4) == 0 {
+                stale = offers;
+            }
+            // Bound instances finish (and are deleted).
+            for instance in instances(store.as_ref()).await {
+                if instance.spec.node_name.is_some() && below(5) == 0 {
+                    let key = registry_key::<Instance>(
+                        Some(instance.metadata.namespace_str()),
+                        instance.metadata.name_str(),
+                    );
+                    let _ = store
+                        .delete(&key, object_revision(&instance).unwrap())
+                        .await;
+                }
+            }
+            let all = instances(store.as_ref()).await;
+            assert_not_over_allocated(&nodes, &all, round);
+            assert_bound_through_offers(&all);
+            placed.extend(
+                all.iter()
+                    .filter(|i| i.spec.app.starts_with('p') && i.spec.node_name.is_some())
+                    .map(|i| i.metadata.name_str().to_owned()),
+            );
+            tokio::time::sleep(Duration::from_millis(5 + below(30))).await;
+        }
+        let placed = placed.len();
+        println!(
+            "{ROUNDS} rounds: {launched} external launches, {refused_or_stale} refused or stale, \
+             {placed} instances bound by placement"
+        );
+        assert!(launched > 20, "only {launched} external launches");
+        assert!(placed > 20, "placement bound only {placed}");
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
+    }
+
+    /// Mesos' SUPPRESS and REVIVE: idle, the framework is suppressed and its offers go (an
+    /// external framework gets every node); a pending instance revives it at once and is
+    /// placed; idle again, it is suppressed again.
+    #[tokio::test]
+    async fn suppresses_when_idle_and_revives_when_instances_are_pending() {
+        let (_dir, store) = store();
+        for index in 1..=2 {
+            add_node(store.as_ref(), &format!("n{index}"), "r1").await;
+        }
+        put(
+            store.as_ref(),
+            "/registry/frameworks/batch",
+            json!({"apiVersion": "pacer.dev/v1", "kind": "Framework",
+                   "metadata": {"name": "batch"},
+                   "spec": {"role": "batch", "offerTimeoutSeconds": 1}}),
+        )
+        .await;
+        let shutdown = CancellationToken::new();
+        let broker = start_broker(&store, &shutdown);
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            PlacementConfig {
+                suppress_after: Duration::from_millis(300),
+                ..config()
+            },
+        );
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let suppressed = || async {
+            list::<Framework>(store.as_ref())
+                .await
+                .into_iter()
+                .find(|framework| framework.metadata.name_str() == FRAMEWORK)
+                .and_then(|framework| framework.spec.suppressed)
+        };
+        let offers_of = |framework: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                list::<Offer>(store.as_ref())
+                    .await
+                    .into_iter()
+                    .filter(|offer| offer.spec.framework.as_deref() == Some(framework))
+                    .count()
+            }
+        };
+        eventually(
+            "suppressed while idle, batch offered both nodes",
+            || async {
+                suppressed().await == Some(true)
+                    && offers_of(FRAMEWORK).await == 0
+                    && offers_of("batch").await == 2
+            },
+        )
+        .await;
+        // Idle stays quiet: no offer is made to placement.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(offers_of(FRAMEWORK).await, 0);
+        assert_eq!(suppressed().await, Some(true));
+
+        add_instance(
+            store.as_ref(),
+            "late.1",
+            "late",
+            json!({"cmd": "sleep 1000", "cpus": 1, "mem": 256}),
+        )
+        .await;
+        eventually("revived", || async { suppressed().await == Some(false) }).await;
+        eventually("the pending instance bound through an offer", || async {
+            instances(store.as_ref())
+                .await
+                .iter()
+                .all(|i| i.spec.node_name.is_some())
+        })
+        .await;
+        assert_bound_through_offers(&instances(store.as_ref()).await);
+        eventually("suppressed again once idle", || async {
+            suppressed().await == Some(true) && offers_of(FRAMEWORK).await == 0
+        })
+        .await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
+    }
+
+    /// Constraints through offers: `GROUP_BY` spreads evenly over the racks, `MAX_PER` caps
+    /// each rack and reports the rest with the constraint as the reason, `UNIQUE` keeps one
+    /// per host (the first test covers it too).
+    #[tokio::test]
+    async fn constraints_hold_through_offers() {
+        let (_dir, store) = store();
+        for (index, rack) in ["r1", "r1", "r2", "r2", "r3", "r3"].iter().enumerate() {
+            add_node(store.as_ref(), &format!("n{}", index + 1), rack).await;
+        }
+        let group = json!({"cmd": "sleep 1000", "cpus": 0.25, "mem": 64,
+                           "constraints": [["rack", "GROUP_BY"]]});
+        for index in 0..6 {
+            add_instance(store.as_ref(), &format!("g.{index}"), "g", group.clone()).await;
+        }
+        let max_per = json!({"cmd": "sleep 1000", "cpus": 0.25, "mem": 64,
+                             "constraints": [["rack", "MAX_PER", "1"]]});
+        for index in 0..5 {
+            add_instance(store.as_ref(), &format!("m.{index}"), "m", max_per.clone()).await;
+        }
+        let unique = json!({"cmd": "sleep 1000", "cpus": 0.25, "mem": 64,
+                            "constraints": [["hostname", "UNIQUE"]]});
+        for index in 0..7 {
+            add_instance(store.as_ref(), &format!("u.{index}"), "u", unique.clone()).await;
+        }
+        let shutdown = CancellationToken::new();
+        let broker = start_broker(&store, &shutdown);
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            config(),
+        );
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let rack_of = |node: &str| match node {
+            "n1" | "n2" => "r1",
+            "n3" | "n4" => "r2",
+            _ => "r3",
+        };
+        eventually("g, 3 of m and 6 of u bound, the rest reported", || async {
+            let all = instances(store.as_ref()).await;
+            let bound = |app: &str| {
+                all.iter()
+                    .filter(|i| i.spec.app == app && i.spec.node_name.is_some())
+                    .count()
+            };
+            let reported = all
+                .iter()
+                .filter(|i| {
+                    i.status
+                        .as_ref()
+                        .and_then(|s| find_condition(&s.conditions, SCHEDULED))
+                        .is_some_and(|c| c.status == ConditionStatus::False)
+                })
+                .count();
+            bound("g") == 6 && bound("m") == 3 && bound("u") == 6 && reported == 3
+        })
+        .await;
+        let all = instances(store.as_ref()).await;
+        assert_bound_through_offers(&all);
+        let per_rack = |app: &str| {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for instance in all.iter().filter(|i| i.spec.app == app) {
+                if let Some(node) = instance.spec.node_name.as_deref() {
+                    *counts.entry(rack_of(node)).or_default() += 1;
+                }
+            }
+            counts
+        };
+        assert_eq!(
+            per_rack("g"),
+            BTreeMap::from([("r1", 2), ("r2", 2), ("r3", 2)]),
+            "GROUP_BY"
+        );
+        assert_eq!(
+            per_rack("m"),
+            BTreeMap::from([("r1", 1), ("r2", 1), ("r3", 1)]),
+            "MAX_PER"
+        );
+        let hosts: HashSet<&str> = all
+            .iter()
+            .filter(|i| i.spec.app == "u")
+            .filter_map(|i| i.spec.node_name.as_deref())
+            .collect();
+        assert_eq!(hosts.len(), 6, "UNIQUE");
+        for instance in all.iter().filter(|i| i.spec.node_name.is_none()) {
+            let condition =
+                find_condition(&instance.status.as_ref().unwrap().conditions, SCHEDULED).unwrap();
+            let message = condition.message.as_deref().unwrap();
+            let expected = if instance.spec.app == "m" {
+                "0/6 nodes available: 6 did not match constraint rack:MAX_PER:1"
+            } else {
+                "0/6 nodes available: 6 did not match constraint hostname:UNIQUE"
+            };
+            assert_eq!(message, expected);
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
     }
 }

@@ -20,15 +20,14 @@
 
 pub mod clock;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pacer_metrics::ControllerSeries;
 use pacer_schemas::{Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
-use pacer_store::{Leadership, Revision, Store, StoreError, Txn, TxnOutcome};
-use tokio::sync::{Notify, watch};
+use pacer_store::{Leadership, Store, StoreError, Txn, TxnOutcome};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -255,47 +254,5 @@ pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// The newest store revision each cache (by registry prefix) has shown, so that a round can
-/// first wait until the caches reflect the controller's own last writes — otherwise it would
-/// decide again on state it has already changed.
-#[derive(Clone)]
-pub struct SeenRevisions(Arc<watch::Sender<HashMap<String, Revision>>>);
-
-impl Default for SeenRevisions {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(HashMap::new())))
-    }
-}
-
-impl SeenRevisions {
-    /// Records that the cache of `prefix` has shown `revision`.
-    pub fn record(&self, prefix: &str, revision: Revision) {
-        self.0.send_if_modified(|seen| {
-            let entry = seen.entry(prefix.to_owned()).or_default();
-            let newer = revision > *entry;
-            if newer {
-                *entry = revision;
-            }
-            newer
-        });
-    }
-
-    /// Waits up to `timeout` until every cache in `written` has shown at least its revision;
-    /// whether they all did.
-    pub async fn caught_up(&self, written: &HashMap<String, Revision>, timeout: Duration) -> bool {
-        let mut seen = self.0.subscribe();
-        let synced = tokio::time::timeout(
-            timeout,
-            seen.wait_for(|seen| {
-                written
-                    .iter()
-                    .all(|(prefix, revision)| seen.get(prefix).is_some_and(|seen| seen >= revision))
-            }),
-        )
-        .await;
-        matches!(synced, Ok(Ok(_)))
     }
 }

@@ -1,5 +1,5 @@
-//! The deployment controller's loop: it caches Apps, Instances, Deployments and AppVersions
-//! (the runtime's watcher and reflector over [`StoreSource`]) and works in debounced *rounds*
+//! The deployment controller's loop: it reads Apps, Instances, Deployments and AppVersions
+//! from the process' shared [`Informers`] and works in debounced *rounds*
 //! ([`Rounds`]), like the placement controller. One round, for every App:
 //!
 //! 1. **A change** — the App's `generation` or its [`RESTARTED_AT_ANNOTATION`] differs from its
@@ -31,10 +31,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
-use pacer_client::runtime::reflector::{self, Writer};
-use pacer_client::runtime::watcher::{self, watcher};
+use pacer_client::runtime::reflector;
 use pacer_schemas::app::{InstanceFailure, VersionInfo};
 use pacer_schemas::app_version::{AppVersionSpec, RESTARTED_AT_ANNOTATION};
 use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
@@ -64,9 +62,10 @@ use super::objects::{
 use super::rolling::{StepPlan, plan_step};
 use super::writes::{KeyWrite, Unit, Written, write_units};
 use crate::events::{EventDraft, involved, new_event};
+use crate::informers::{Informers, caught_up};
 use crate::placement::ObjectKey;
-use crate::rounds::{AbortOnDrop, ControllerError, Rounds, SeenRevisions, encode_at};
-use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
+use crate::rounds::{AbortOnDrop, ControllerError, Rounds, encode_at};
+use crate::store_source::{object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/deployment/`.
 pub const CONTROLLER_NAME: &str = "deployment";
@@ -87,8 +86,6 @@ pub struct DeploymentConfig {
     pub cache_sync_timeout: Duration,
     /// Finished Deployments are deleted this long after they finished.
     pub finished_retention: Duration,
-    /// Retry policy of the watchers.
-    pub watcher: watcher::Config,
     /// An instance launched after an App's last failure that runs as healthy capacity this
     /// long resets the App's launch backoff (see [`backoff`](super::backoff)).
     pub viable_after: Duration,
@@ -103,7 +100,6 @@ impl Default for DeploymentConfig {
             resync: Duration::from_secs(10),
             cache_sync_timeout: Duration::from_secs(5),
             finished_retention: Duration::from_secs(3600),
-            watcher: watcher::Config::default(),
             viable_after: Duration::from_secs(60),
         }
     }
@@ -120,18 +116,12 @@ struct Caches {
     versions: reflector::Store<AppVersion>,
 }
 
-/// A watched change: which kind's cache moved, to which revision, and whether to run a round.
-struct Signal {
-    prefix: String,
-    revision: Option<Revision>,
-    wake: bool,
-}
-
 /// The deployment controller. [`DeploymentController::run`] runs it until cancelled; wrap it
 /// in [`run_elected`](crate::leader::run_elected) to run it on several replicas.
 #[derive(Debug)]
 pub struct DeploymentController {
     store: Arc<dyn Store>,
+    informers: Informers,
     config: DeploymentConfig,
 }
 
@@ -192,9 +182,14 @@ fn has_finalizer(app: &App) -> bool {
 }
 
 impl DeploymentController {
-    /// A controller over `store`.
-    pub fn new(store: Arc<dyn Store>, config: DeploymentConfig) -> Self {
-        Self { store, config }
+    /// A controller that writes to `store` and reads through the process' shared
+    /// `informers` (of the same store).
+    pub fn new(store: Arc<dyn Store>, informers: Informers, config: DeploymentConfig) -> Self {
+        Self {
+            store,
+            informers,
+            config,
+        }
     }
 
     /// Runs rounds until `shutdown` is cancelled. With `leadership`, every write carries its
@@ -205,38 +200,47 @@ impl DeploymentController {
         shutdown: CancellationToken,
     ) -> Result<(), DeploymentError> {
         let mut rounds = Rounds::new(self.config.debounce, self.config.resync);
-        let (caches, signals) = self.caches();
-        let prefixes = [
-            registry_prefix::<App>(),
-            registry_prefix::<Instance>(),
-            registry_prefix::<Deployment>(),
-            registry_prefix::<AppVersion>(),
+        let apps = self.informers.informer::<App>();
+        let instances = self.informers.informer::<Instance>();
+        let deployments = self.informers.informer::<Deployment>();
+        let versions = self.informers.informer::<AppVersion>();
+        let applied = [
+            apps.applied(),
+            instances.applied(),
+            deployments.applied(),
+            versions.applied(),
         ];
-        let seen = SeenRevisions::default();
+        // Any change of any of the four kinds (or a resync) makes a round due.
+        let changes = stream::select_all([
+            apps.subscribe().into_stream().map(drop).boxed(),
+            instances.subscribe().into_stream().map(drop).boxed(),
+            deployments.subscribe().into_stream().map(drop).boxed(),
+            versions.subscribe().into_stream().map(drop).boxed(),
+        ]);
         let driver = {
             let wake = rounds.waker();
-            let seen = seen.clone();
-            let mut signals = signals;
             AbortOnDrop(tokio::spawn(async move {
-                while let Some(signal) = signals.next().await {
-                    if let Some(revision) = signal.revision {
-                        seen.record(&signal.prefix, revision);
-                    }
-                    if signal.wake {
-                        wake.notify_one();
-                    }
+                let mut changes = changes;
+                while let Some(()) = changes.next().await {
+                    wake.notify_one();
                 }
             }))
         };
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             ready = async {
-                caches.apps.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("App"))?;
-                caches.instances.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("Instance"))?;
-                caches.deployments.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("Deployment"))?;
-                caches.versions.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("AppVersion"))
+                apps.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("App"))?;
+                instances.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("Instance"))?;
+                deployments.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("Deployment"))?;
+                versions.wait_until_ready().await.map_err(|_| DeploymentError::CacheClosed("AppVersion"))
             } => ready?,
         }
+        let caches = Caches {
+            apps: apps.store().clone(),
+            instances: instances.store().clone(),
+            deployments: deployments.store().clone(),
+            versions: versions.store().clone(),
+        };
         tracing::info!(
             apps = caches.apps.len(),
             instances = caches.instances.len(),
@@ -246,9 +250,7 @@ impl DeploymentController {
         let mut written: HashMap<String, Revision> = HashMap::new();
         while rounds.next(&shutdown).await {
             if !written.is_empty()
-                && !seen
-                    .caught_up(&written, self.config.cache_sync_timeout)
-                    .await
+                && !caught_up(&applied, &written, self.config.cache_sync_timeout).await
             {
                 tracing::warn!(
                     "the caches have not caught up with our last writes; planning anyway"
@@ -264,9 +266,9 @@ impl DeploymentController {
             let count = units.len();
             let result: Written =
                 write_units(self.store.as_ref(), leadership.as_deref(), units).await?;
-            for prefix in &prefixes {
-                if let Some(revision) = result.revisions.get(prefix) {
-                    written.insert(prefix.clone(), *revision);
+            for informer in &applied {
+                if let Some(revision) = result.revisions.get(informer.prefix()) {
+                    written.insert(informer.prefix().to_owned(), *revision);
                 }
             }
             tracing::info!(
@@ -286,46 +288,6 @@ impl DeploymentController {
         drop(driver);
         tracing::info!("deployment controller stopped");
         Ok(())
-    }
-
-    /// The four caches and one merged stream of their changes.
-    fn caches(&self) -> (Caches, BoxStream<'static, Signal>) {
-        fn signals<K: Resource>(
-            store: &Arc<dyn Store>,
-            config: &watcher::Config,
-        ) -> (reflector::Store<K>, BoxStream<'static, Signal>) {
-            let writer = Writer::<K>::new();
-            let reader = writer.as_reader();
-            let prefix = registry_prefix::<K>();
-            let stream = reflector::reflector(
-                writer,
-                watcher(StoreSource::<K>::new(Arc::clone(store)), config.clone()),
-            )
-            .map(move |event| signal(&prefix, event))
-            .boxed();
-            (reader, stream)
-        }
-        let config = &self.config.watcher;
-        let (apps, app_signals) = signals::<App>(&self.store, config);
-        let (instances, instance_signals) = signals::<Instance>(&self.store, config);
-        let (deployments, deployment_signals) = signals::<Deployment>(&self.store, config);
-        let (versions, version_signals) = signals::<AppVersion>(&self.store, config);
-        let merged = stream::select_all([
-            app_signals,
-            instance_signals,
-            deployment_signals,
-            version_signals,
-        ])
-        .boxed();
-        (
-            Caches {
-                apps,
-                instances,
-                deployments,
-                versions,
-            },
-            merged,
-        )
     }
 
     /// One round: the units to write (see the module docs).
@@ -1413,21 +1375,4 @@ fn update_of<K: Resource>(current: &K, updated: &K) -> Result<KeyWrite, Deployme
 
 fn delete_of<K: Resource>(current: &K) -> KeyWrite {
     KeyWrite::delete(key_of(current), object_revision(current).unwrap_or(0))
-}
-
-/// Maps a watcher event to a loop signal.
-fn signal<K: Resource>(prefix: &str, event: watcher::Result<watcher::Event<K>>) -> Signal {
-    let (revision, wake) = match &event {
-        Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
-            (object_revision(object), true)
-        }
-        Ok(watcher::Event::InitApply(object)) => (object_revision(object), false),
-        Ok(watcher::Event::InitDone) => (None, true),
-        Ok(watcher::Event::Init) | Err(_) => (None, false),
-    };
-    Signal {
-        prefix: prefix.to_owned(),
-        revision,
-        wake,
-    }
 }

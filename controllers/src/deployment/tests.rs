@@ -25,11 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::objects::counts_as_capacity;
 use super::{DeploymentConfig, DeploymentController, DeploymentError, FINALIZER};
+use crate::informers::Informers;
 use crate::store_source::{decode_stored, encode_stored, object_revision, registry_key};
 
 struct Harness {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
+    /// The process' shared caches: every controller the test starts reads through them.
+    informers: Informers,
     shutdown: CancellationToken,
     /// Apps whose instances the agent does not start (they stay in Staging).
     held: Arc<std::sync::Mutex<Vec<String>>>,
@@ -57,6 +60,7 @@ impl Harness {
         let shutdown = CancellationToken::new();
         let harness = Self {
             _dir: dir,
+            informers: Informers::new(Arc::clone(&store)),
             store,
             shutdown,
             held: Arc::default(),
@@ -79,7 +83,8 @@ impl Harness {
             viable_after: Duration::from_secs(1),
             ..DeploymentConfig::default()
         };
-        let controller = DeploymentController::new(Arc::clone(&self.store), config);
+        let controller =
+            DeploymentController::new(Arc::clone(&self.store), self.informers.clone(), config);
         tokio::spawn(controller.run(leadership, self.shutdown.clone()))
     }
 

@@ -4,7 +4,7 @@
 //!
 //! Agents run the checks next to the instances and report results into each Instance's
 //! `status.health[]` (see `pacer-agent`'s `health` module); this controller only reads them.
-//! It caches Instances (watcher + reflector over [`StoreSource`]) and works in rounds: each
+//! It reads Instances from the process' shared [`Informers`] and works in rounds: each
 //! round applies the pure [`decide::verdict`] to every instance at the time of an injected
 //! [`Clock`]. An instance to kill gets `spec.goal: Decommissioned` (generation + 1) with
 //! `status.reason: HealthCheckFailed` and a message naming the check, written together with a
@@ -24,9 +24,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use pacer_client::runtime::reflector::{self, Writer};
-use pacer_client::runtime::watcher::{self, watcher};
+use pacer_client::runtime::reflector;
 use pacer_schemas::event::EventType;
 use pacer_schemas::instance::InstanceGoal;
 use pacer_schemas::{Instance, Time};
@@ -38,8 +36,9 @@ pub use decide::{HEALTH_CHECK_FAILED, UNHEALTHY, Verdict};
 
 use crate::deployment::writes::{KeyWrite, Unit, write_units};
 use crate::events::{EventDraft, involved, next_record};
+use crate::informers::{Change, Informers};
 use crate::rounds::{AbortOnDrop, Clock, ControllerError, Rounds, encode_at};
-use crate::store_source::{StoreSource, object_revision, registry_key};
+use crate::store_source::{object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/health/`.
 pub const CONTROLLER_NAME: &str = "health";
@@ -54,8 +53,6 @@ pub struct HealthConfig {
     pub debounce: Duration,
     /// Run a round at least this often anyway.
     pub resync: Duration,
-    /// Retry policy of the watcher.
-    pub watcher: watcher::Config,
 }
 
 impl Default for HealthConfig {
@@ -64,7 +61,6 @@ impl Default for HealthConfig {
         Self {
             debounce: Duration::from_millis(100),
             resync: Duration::from_secs(60),
-            watcher: watcher::Config::default(),
         }
     }
 }
@@ -86,6 +82,7 @@ pub struct RoundStats {
 #[derive(Debug)]
 pub struct HealthController {
     store: Arc<dyn Store>,
+    informers: Informers,
     clock: Arc<dyn Clock>,
     config: HealthConfig,
 }
@@ -99,10 +96,17 @@ fn concerns_health(instance: &Instance) -> bool {
 }
 
 impl HealthController {
-    /// A controller over `store`, reading the time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: HealthConfig) -> Self {
+    /// A controller that writes to `store`, reads through the process' shared `informers`
+    /// (of the same store) and reads the time from `clock`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        informers: Informers,
+        clock: Arc<dyn Clock>,
+        config: HealthConfig,
+    ) -> Self {
         Self {
             store,
+            informers,
             clock,
             config,
         }
@@ -118,41 +122,34 @@ impl HealthController {
     ) -> Result<(), HealthError> {
         let mut rounds = Rounds::new(self.config.debounce, self.config.resync)
             .with_clock(Arc::clone(&self.clock));
-        let writer = Writer::<Instance>::new();
-        let instances = writer.as_reader();
-        let changes = reflector::reflector(
-            writer,
-            watcher(
-                StoreSource::<Instance>::new(Arc::clone(&self.store)),
-                self.config.watcher.clone(),
-            ),
-        );
+        let informer = self.informers.informer::<Instance>();
         let driver = {
             let wake = rounds.waker();
+            let mut changes = informer.subscribe();
             AbortOnDrop(tokio::spawn(async move {
-                let mut changes = std::pin::pin!(changes);
-                while let Some(event) = changes.next().await {
-                    match event {
-                        Ok(watcher::Event::Apply(instance)) if concerns_health(&instance) => {
+                while let Some(change) = changes.next().await {
+                    match change {
+                        Change::Applied(instance) if concerns_health(&instance) => {
                             wake.notify_one();
                         }
-                        Ok(watcher::Event::InitDone) => wake.notify_one(),
-                        _ => {}
+                        Change::Resync => wake.notify_one(),
+                        Change::Applied(_) | Change::Deleted(_) => {}
                     }
                 }
             }))
         };
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            ready = instances.wait_until_ready() => ready.map_err(|_| ControllerError::CacheClosed("Instance"))?,
+            ready = informer.wait_until_ready() => ready.map_err(|_| ControllerError::CacheClosed("Instance"))?,
         }
+        let instances = informer.store();
         tracing::info!(
             instances = instances.len(),
             fenced = leadership.is_some(),
             "health controller started"
         );
         while rounds.next(&shutdown).await {
-            let (stats, deadline) = self.round(&instances, leadership.as_deref()).await?;
+            let (stats, deadline) = self.round(instances, leadership.as_deref()).await?;
             rounds.finished(deadline);
             if stats.killed + stats.conflicts > 0 {
                 tracing::info!(

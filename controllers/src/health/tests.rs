@@ -110,11 +110,11 @@ fn start(store: &Arc<dyn Store>, clock: &Arc<ManualClock>) -> CancellationToken 
     let shutdown = CancellationToken::new();
     let controller = HealthController::new(
         Arc::clone(store),
+        Informers::new(Arc::clone(store)),
         Arc::clone(clock) as Arc<dyn Clock>,
         HealthConfig {
             debounce: Duration::from_millis(10),
             resync: Duration::from_secs(3600),
-            ..HealthConfig::default()
         },
     );
     let token = shutdown.clone();
@@ -208,11 +208,11 @@ async fn writes_are_fenced_and_a_deposed_leader_writes_nothing() {
     let shutdown = CancellationToken::new();
     let controller = HealthController::new(
         Arc::clone(&store),
+        Informers::new(Arc::clone(&store)),
         Arc::clone(&clock) as Arc<dyn Clock>,
         HealthConfig {
             debounce: Duration::from_millis(10),
             resync: Duration::from_secs(3600),
-            ..HealthConfig::default()
         },
     );
     let task = tokio::spawn(controller.run(Some(Arc::clone(&leadership)), shutdown.clone()));

@@ -2,8 +2,8 @@
 //! Instances, and applies each App's `unreachableStrategy` to them.
 //!
 //! Agents renew a `Lease` named after their node in namespace `pacer-node-lease` (see
-//! `pacer_schemas::lease`). The controller caches Nodes, those Leases and Instances (watcher +
-//! reflector over [`StoreSource`]) and works in *rounds*, like placement. A round decides, with
+//! `pacer_schemas::lease`). The controller reads Nodes, those Leases and Instances from the
+//! process' shared [`Informers`] and works in *rounds*, like placement. A round decides, with
 //! the pure functions of [`decide`] and the time of an injected [`Clock`]:
 //!
 //! * a Node whose lease ended (`renewTime + leaseDurationSeconds` passed, or no lease
@@ -38,23 +38,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::stream::BoxStream;
-use futures::{StreamExt, stream};
-use pacer_client::runtime::reflector::{self, Writer};
-use pacer_client::runtime::watcher::{self, watcher};
+use pacer_client::runtime::reflector;
 use pacer_schemas::lease::NODE_LEASE_NAMESPACE;
-use pacer_schemas::{Instance, Lease, Node, Resource, Time};
+use pacer_schemas::{Instance, Lease, Node, Time};
 use pacer_store::key::MAX_TXN_OPS;
 use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use decide::{AGENTLESS_ANNOTATION, Reachability};
 
 use crate::events::{EventDraft, involved, next_record};
+use crate::informers::{Applied, Change, Informer, Informers, caught_up};
 use crate::rounds::{AbortOnDrop, ControllerError, Rounds, batch_limit, commit, encode_at};
 pub use crate::rounds::{Clock, ManualClock, SystemClock};
-use crate::store_source::{StoreSource, object_revision, registry_key};
+use crate::store_source::{object_revision, registry_key, registry_prefix};
 
 /// The controller's name: its election is `/elections/node-lifecycle/`.
 pub const CONTROLLER_NAME: &str = "node-lifecycle";
@@ -82,8 +79,6 @@ pub struct NodeLifecycleConfig {
     pub batch_size: usize,
     /// How long a round waits for the caches to see the controller's last write.
     pub cache_sync_timeout: Duration,
-    /// Retry policy of the watchers.
-    pub watcher: watcher::Config,
 }
 
 impl Default for NodeLifecycleConfig {
@@ -96,7 +91,6 @@ impl Default for NodeLifecycleConfig {
             resync: Duration::from_secs(60),
             batch_size: MAX_TXN_OPS,
             cache_sync_timeout: Duration::from_secs(5),
-            watcher: watcher::Config::default(),
         }
     }
 }
@@ -122,8 +116,16 @@ pub struct RoundStats {
 #[derive(Debug)]
 pub struct NodeLifecycleController {
     store: Arc<dyn Store>,
+    informers: Informers,
     clock: Arc<dyn Clock>,
     config: NodeLifecycleConfig,
+}
+
+/// The shared informers the controller reads.
+struct NodeInformers {
+    nodes: Informer<Node>,
+    leases: Informer<Lease>,
+    instances: Informer<Instance>,
 }
 
 /// The caches a round reads.
@@ -133,27 +135,16 @@ struct Caches {
     instances: reflector::Store<Instance>,
 }
 
-/// Which cache a watched change came from.
+/// What a write group changes.
 #[derive(Clone, Copy)]
 enum Kind {
     Node,
-    Lease,
     Instance,
 }
-
-/// The merged changes of the three caches, each tagged with its cache.
-type Changes = BoxStream<'static, (Kind, watcher::Result<watcher::Event<Change>>)>;
 
 /// Node names the last round found unreachable: lease and instance changes wake a round
 /// only for these.
 type Unreachable = Arc<Mutex<HashSet<String>>>;
-
-/// Revisions the Node and Instance caches have seen.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct Seen {
-    nodes: Revision,
-    instances: Revision,
-}
 
 /// One store write with its compare.
 struct Write {
@@ -194,14 +185,22 @@ struct Round {
     stats: RoundStats,
     /// The earliest instant at which a decision changes.
     next_deadline: Option<Time>,
-    written: Seen,
+    /// The newest revision written per registry prefix (Nodes, Instances).
+    written: HashMap<String, Revision>,
 }
 
 impl NodeLifecycleController {
-    /// A controller over `store`, reading the time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: NodeLifecycleConfig) -> Self {
+    /// A controller that writes to `store`, reads through the process' shared `informers`
+    /// (of the same store) and reads the time from `clock`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        informers: Informers,
+        clock: Arc<dyn Clock>,
+        config: NodeLifecycleConfig,
+    ) -> Self {
         Self {
             store,
+            informers,
             clock,
             config,
         }
@@ -219,52 +218,42 @@ impl NodeLifecycleController {
         let mut rounds = Rounds::new(self.config.debounce, self.config.resync)
             .with_clock(Arc::clone(&self.clock));
         let unreachable: Unreachable = Arc::default();
-        let (seen_tx, mut seen) = watch::channel(Seen::default());
-        let (caches, changes) = self.caches();
+        let informers = self.informers();
         let driver = {
             let wake = rounds.waker();
             let unreachable = Arc::clone(&unreachable);
-            let mut changes = changes;
+            let mut nodes = informers.nodes.subscribe();
+            let mut leases = informers.leases.subscribe();
+            let mut instances = informers.instances.subscribe();
             AbortOnDrop(tokio::spawn(async move {
-                while let Some((kind, event)) = changes.next().await {
-                    let (change, initial) = match event {
-                        Ok(watcher::Event::Apply(change) | watcher::Event::Delete(change)) => {
-                            (change, false)
-                        }
-                        Ok(watcher::Event::InitApply(change)) => (change, true),
-                        Ok(watcher::Event::InitDone) => {
-                            wake.notify_one();
-                            continue;
-                        }
-                        Ok(watcher::Event::Init) | Err(_) => continue,
-                    };
-                    if let Some(revision) = change.revision {
-                        seen_tx.send_if_modified(|seen| {
-                            let slot = match kind {
-                                Kind::Node => &mut seen.nodes,
-                                Kind::Instance => &mut seen.instances,
-                                Kind::Lease => return false,
-                            };
-                            let newer = revision > *slot;
-                            if newer {
-                                *slot = revision;
+                // Lease and Instance changes matter only for a node found unreachable; a
+                // deleted lease may make its node unreachable at once.
+                let on_unreachable = |node: Option<&str>| {
+                    node.is_some_and(|node| {
+                        unreachable
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .contains(node)
+                    })
+                };
+                loop {
+                    let relevant = tokio::select! {
+                        change = nodes.next() => match change {
+                            Some(_) => true,
+                            None => break,
+                        },
+                        change = leases.next() => match change {
+                            Some(Change::Applied(lease)) => on_unreachable(Some(lease.metadata.name_str())),
+                            Some(Change::Deleted(_) | Change::Resync) => true,
+                            None => break,
+                        },
+                        change = instances.next() => match change {
+                            Some(Change::Applied(instance) | Change::Deleted(instance)) => {
+                                on_unreachable(instance.spec.node_name.as_deref())
                             }
-                            newer
-                        });
-                    }
-                    if initial {
-                        continue;
-                    }
-                    let relevant = match kind {
-                        Kind::Node => true,
-                        Kind::Lease | Kind::Instance => {
-                            change.node.as_ref().is_some_and(|node| {
-                                unreachable
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .contains(node)
-                            }) || change.deleted_lease
-                        }
+                            Some(Change::Resync) => true,
+                            None => break,
+                        },
                     };
                     if relevant {
                         wake.notify_one();
@@ -275,11 +264,17 @@ impl NodeLifecycleController {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             ready = async {
-                caches.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
-                caches.leases.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Lease"))?;
-                caches.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))
+                informers.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
+                informers.leases.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Lease"))?;
+                informers.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))
             } => ready?,
         }
+        let applied: [Applied; 2] = [informers.nodes.applied(), informers.instances.applied()];
+        let caches = Caches {
+            nodes: informers.nodes.store().clone(),
+            leases: informers.leases.store().clone(),
+            instances: informers.instances.store().clone(),
+        };
         tracing::info!(
             nodes = caches.nodes.len(),
             leases = caches.leases.len(),
@@ -290,23 +285,15 @@ impl NodeLifecycleController {
         // Lease expiry counts from no earlier than now (see `decide::reachability`): after a
         // control-plane outage agents get one lease duration to renew before any verdict.
         let observing_since = self.clock.now();
-        let mut written = Seen::default();
+        let mut written: HashMap<String, Revision> = HashMap::new();
         while rounds.next(&shutdown).await {
-            if written != Seen::default() {
-                let synced = tokio::time::timeout(
-                    self.config.cache_sync_timeout,
-                    seen.wait_for(|seen| {
-                        seen.nodes >= written.nodes && seen.instances >= written.instances
-                    }),
-                )
-                .await;
-                if !matches!(synced, Ok(Ok(_))) {
-                    tracing::warn!(
-                        node_revision = written.nodes,
-                        instance_revision = written.instances,
-                        "the caches have not caught up with our last write; deciding anyway"
-                    );
-                }
+            if !written.is_empty()
+                && !caught_up(&applied, &written, self.config.cache_sync_timeout).await
+            {
+                tracing::warn!(
+                    written = ?written,
+                    "the caches have not caught up with our last write; deciding anyway"
+                );
             }
             let round = self
                 .round(
@@ -316,8 +303,10 @@ impl NodeLifecycleController {
                     observing_since,
                 )
                 .await?;
-            written.nodes = written.nodes.max(round.written.nodes);
-            written.instances = written.instances.max(round.written.instances);
+            for (prefix, revision) in round.written {
+                let newest = written.entry(prefix).or_default();
+                *newest = (*newest).max(revision);
+            }
             let next_deadline = round.next_deadline;
             rounds.finished(next_deadline);
             let stats = round.stats;
@@ -340,78 +329,18 @@ impl NodeLifecycleController {
         Ok(())
     }
 
-    /// The three caches and one merged stream of their changes.
-    fn caches(&self) -> (Caches, Changes) {
-        let config = &self.config.watcher;
-        let nodes = Writer::<Node>::new();
-        let leases = Writer::<Lease>::new();
-        let instances = Writer::<Instance>::new().with_index(BY_NODE, |instance: &Instance| {
-            instance.spec.node_name.iter().cloned().collect()
-        });
-        let caches = Caches {
-            nodes: nodes.as_reader(),
-            leases: leases.as_reader(),
-            instances: instances.as_reader(),
-        };
-        let node_changes = reflector::reflector(
-            nodes,
-            watcher(
-                StoreSource::<Node>::new(Arc::clone(&self.store)),
-                config.clone(),
-            ),
-        )
-        .map(|event| {
-            (
-                Kind::Node,
-                event.map(|event| {
-                    change_of(event, |node: &Node| {
-                        Some(node.metadata.name_str().to_owned())
-                    })
+    /// The three shared informers it reads; Instances indexed by node.
+    fn informers(&self) -> NodeInformers {
+        NodeInformers {
+            nodes: self.informers.informer::<Node>(),
+            leases: self.informers.namespaced::<Lease>(NODE_LEASE_NAMESPACE),
+            instances: self
+                .informers
+                .informer::<Instance>()
+                .with_index(BY_NODE, |instance: &Instance| {
+                    instance.spec.node_name.iter().cloned().collect()
                 }),
-            )
-        });
-        let lease_changes = reflector::reflector(
-            leases,
-            watcher(
-                StoreSource::<Lease>::namespaced(Arc::clone(&self.store), NODE_LEASE_NAMESPACE),
-                config.clone(),
-            ),
-        )
-        .map(|event| {
-            let deleted = matches!(event, Ok(watcher::Event::Delete(_)));
-            (
-                Kind::Lease,
-                event.map(|event| {
-                    let mut change = change_of(event, |lease: &Lease| {
-                        Some(lease.metadata.name_str().to_owned())
-                    });
-                    change.for_each(|change| change.deleted_lease = deleted);
-                    change
-                }),
-            )
-        });
-        let instance_changes = reflector::reflector(
-            instances,
-            watcher(
-                StoreSource::<Instance>::new(Arc::clone(&self.store)),
-                config.clone(),
-            ),
-        )
-        .map(|event| {
-            (
-                Kind::Instance,
-                event.map(|event| {
-                    change_of(event, |instance: &Instance| instance.spec.node_name.clone())
-                }),
-            )
-        });
-        let merged = stream::select_all([
-            node_changes.boxed(),
-            lease_changes.boxed(),
-            instance_changes.boxed(),
-        ])
-        .boxed();
-        (caches, merged)
+        }
     }
 
     /// One round over every node: decide, write, and return when to look again.
@@ -492,10 +421,16 @@ impl NodeLifecycleController {
         Ok(Round {
             stats,
             next_deadline,
-            written: Seen {
-                nodes: written.last_node_revision,
-                instances: written.last_instance_revision,
-            },
+            written: [
+                (registry_prefix::<Node>(), written.last_node_revision),
+                (
+                    registry_prefix::<Instance>(),
+                    written.last_instance_revision,
+                ),
+            ]
+            .into_iter()
+            .filter(|(_, revision)| *revision > 0)
+            .collect(),
         })
     }
 
@@ -582,7 +517,7 @@ impl NodeLifecycleController {
                                     written.node_writes += 1;
                                     written.last_node_revision = revision;
                                 }
-                                Kind::Instance | Kind::Lease => {
+                                Kind::Instance => {
                                     written.instance_writes += 1;
                                     written.last_instance_revision = revision;
                                 }
@@ -632,52 +567,6 @@ impl NodeLifecycleController {
             }
         }
         Ok(written)
-    }
-}
-
-/// What the loop needs to know about a watched object.
-#[derive(Clone, Debug, Default)]
-struct Change {
-    /// The node it concerns (a Node's or Lease's name, an Instance's `spec.nodeName`).
-    node: Option<String>,
-    /// Its store revision.
-    revision: Option<Revision>,
-    /// A Lease was deleted (its node may be unreachable at once).
-    deleted_lease: bool,
-}
-
-/// Reduces a watcher event to the [`Change`] the loop needs.
-fn change_of<K: Resource>(
-    event: watcher::Event<K>,
-    node_of: impl Fn(&K) -> Option<String>,
-) -> watcher::Event<Change> {
-    let change = |object: &K| Change {
-        node: node_of(object),
-        revision: object_revision(object),
-        deleted_lease: false,
-    };
-    match event {
-        watcher::Event::Apply(object) => watcher::Event::Apply(change(&object)),
-        watcher::Event::Delete(object) => watcher::Event::Delete(change(&object)),
-        watcher::Event::InitApply(object) => watcher::Event::InitApply(change(&object)),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
-}
-
-/// Extension: run a closure on the change an event carries.
-trait ForEachChange {
-    fn for_each(&mut self, f: impl FnOnce(&mut Change));
-}
-
-impl ForEachChange for watcher::Event<Change> {
-    fn for_each(&mut self, f: impl FnOnce(&mut Change)) {
-        match self {
-            watcher::Event::Apply(change)
-            | watcher::Event::Delete(change)
-            | watcher::Event::InitApply(change) => f(change),
-            watcher::Event::Init | watcher::Event::InitDone => {}
-        }
     }
 }
 

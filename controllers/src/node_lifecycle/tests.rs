@@ -157,7 +157,12 @@ fn start(
 ) {
     let shutdown = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
-    let controller = NodeLifecycleController::new(Arc::clone(store), clock, config());
+    let controller = NodeLifecycleController::new(
+        Arc::clone(store),
+        Informers::new(Arc::clone(store)),
+        clock,
+        config(),
+    );
     let task = tokio::spawn(controller.run(leadership, shutdown.clone()));
     (shutdown, task)
 }

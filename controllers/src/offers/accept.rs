@@ -14,6 +14,13 @@
 //! In-server frameworks call [`accept`] directly on the store; external ones (over HTTP) write
 //! the offer's `/status` with `phase: Accepted` and `launch: [...]` at the offer's
 //! `resourceVersion`, and the broker runs the same [`plan_accept`] + [`accept_txn`] for them.
+//!
+//! The placement controller is a framework too, but it binds Instances that already exist
+//! (pending ones the deployment controller created) rather than creating new ones:
+//! [`bind_unit`] is its accept — the offer compared at its revision and deleted, each Instance
+//! compared at its revision and replaced by its bound value (annotated with the offer by
+//! [`annotate_offer`]) — as one unit of writes that commits whole or not at all; the controller
+//! packs several offers' units into each transaction.
 
 use pacer_schemas::condition::{Condition, ConditionStatus};
 use pacer_schemas::instance::{InstanceGoal, InstancePhase, InstanceSpec, InstanceStatus};
@@ -22,6 +29,7 @@ use pacer_schemas::{Instance, ObjectMeta, Offer, Resource, Time};
 use pacer_store::key::MAX_TXN_OPS;
 use pacer_store::{Expect, Leadership, Revision, Store, Txn, TxnOutcome};
 
+use crate::deployment::writes::{KeyWrite, Unit};
 use crate::placement::{PortAsk, PortPool, ResourceRequest, Scalars};
 use crate::rounds::{ControllerError, commit, encode_at};
 use crate::store_source::{object_revision, registry_key};
@@ -267,6 +275,44 @@ pub fn accept_txn(
         txn = txn.when(key.clone(), Expect::Absent).put(key, value);
     }
     Ok(txn)
+}
+
+/// Most existing Instances one [`bind_unit`] binds: with the offer's compare-and-delete and a
+/// leader's fence, within the store's 128 operations.
+pub const MAX_BINDINGS: usize = MAX_TXN_OPS - 2;
+
+/// Records on an Instance bound through an accept which offer it consumed (as
+/// [`plan_accept`] does for the Instances it launches).
+pub fn annotate_offer(instance: &mut Instance, offer_name: &str) {
+    instance
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(OFFER_ANNOTATION.to_owned(), offer_name.to_owned());
+}
+
+/// The accept of `offer` (read at `offer_revision`) by binding existing Instances: the offer is
+/// compared and deleted, and each `instances` write (an update compared at the revision its
+/// Instance was read at, [`KeyWrite::update`]) is applied, all in the transaction that carries
+/// the unit — so the offer is consumed at most once, and an Instance changed meanwhile (bound
+/// by someone else, decommissioned, deleted) makes the whole accept write nothing. At most
+/// [`MAX_BINDINGS`] Instances.
+pub fn bind_unit(offer: &Offer, offer_revision: Revision, instances: Vec<KeyWrite>) -> Unit {
+    let name = offer.metadata.name_str();
+    let mut writes = Vec::with_capacity(instances.len() + 1);
+    writes.push(KeyWrite::delete(
+        registry_key::<Offer>(None, name),
+        offer_revision,
+    ));
+    let count = instances.len();
+    writes.extend(instances);
+    Unit::new(
+        format!(
+            "offer {name}: accept, binding {count} instances to node {}",
+            offer.spec.node_name
+        ),
+        writes,
+    )
 }
 
 /// Why [`accept`] failed.

@@ -9,12 +9,15 @@
 //! * [`broker`]: one round as a pure function of the caches and the time.
 //! * [`accept`]: accept = bind — the checks and the one transaction that consumes an offer.
 //!
-//! [`OfferBroker`] is the round loop: caches of Nodes, Instances, Offers and Frameworks
-//! (watchers + reflectors over [`StoreSource`]); a round runs on any change (debounced), at the
+//! [`OfferBroker`] is the round loop over the process' shared [`Informers`] of Nodes,
+//! Instances, Offers and Frameworks; a round runs on any change (debounced), at the
 //! earliest offer expiry or filter end on the injected [`Clock`], and at a resync. Its writes
 //! (offer deletions, accepts, new offers, Framework statuses) are units of CAS writes packed
 //! into fenced transactions by [`write_units`]; before the next round it waits until its
-//! caches show them, so it never offers a node twice or forgets an accept.
+//! caches have reached the revisions it wrote, so it never offers a node twice or forgets an
+//! accept. An offer deleted by someone else — an in-server framework's accept, which binds
+//! Instances in the same transaction — makes it wait for its Instance cache to reach that
+//! deletion too, before it plans (see `ForeignDeletes`).
 //!
 //! How a framework uses it: register a `Framework` (role, weight, quota); watch `Offer`s
 //! (`fieldSelector` or client-side on `spec.framework`); accept by writing the offer's
@@ -29,22 +32,20 @@ pub mod drf;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::{self, BoxStream};
-use pacer_client::runtime::reflector::{self, ObjectRef, Writer};
-use pacer_client::runtime::watcher::{self, watcher};
-use pacer_schemas::framework::{Framework, FrameworkStatus};
-use pacer_schemas::{Instance, Node, Offer, Resource};
-use pacer_store::{Leadership, Store};
+use pacer_client::runtime::reflector;
+use pacer_schemas::framework::Framework;
+use pacer_schemas::{Instance, Node, Offer};
+use pacer_store::{Leadership, Revision, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::deployment::writes::{KeyWrite, Unit, write_units};
-use crate::rounds::{AbortOnDrop, Clock, ControllerError, Rounds, encode_at};
-use crate::store_source::{StoreSource, decode_stored, object_revision, registry_key};
+use crate::informers::{Applied, Change, Changes, Informers, caught_up};
+use crate::rounds::{AbortOnDrop, Clock, ControllerError, Rounds, Waker, encode_at};
+use crate::store_source::{object_revision, registry_key, registry_prefix};
 
 use broker::{Removal, RoleHolding, RoundInput, RoundPlan, plan_round};
 use pacer_metrics::RoleAllocation;
@@ -65,8 +66,6 @@ pub struct OfferBrokerConfig {
     pub resync: Duration,
     /// Longest wait for the caches to show the last round's writes.
     pub cache_sync_timeout: Duration,
-    /// Retry policy of the watchers.
-    pub watcher: watcher::Config,
 }
 
 impl Default for OfferBrokerConfig {
@@ -76,7 +75,6 @@ impl Default for OfferBrokerConfig {
             debounce: Duration::from_millis(50),
             resync: Duration::from_secs(30),
             cache_sync_timeout: Duration::from_secs(5),
-            watcher: watcher::Config::default(),
         }
     }
 }
@@ -115,36 +113,107 @@ struct Caches {
 #[derive(Debug)]
 pub struct OfferBroker {
     store: Arc<dyn Store>,
+    informers: Informers,
     clock: Arc<dyn Clock>,
     config: OfferBrokerConfig,
 }
 
-/// A cache's reflector as a stream of "something changed" (true) / "nothing to do" (false).
-fn changes<K: Resource + Clone + Send + Sync + 'static>(
-    store: &Arc<dyn Store>,
-    config: &watcher::Config,
-) -> (reflector::Store<K>, BoxStream<'static, bool>) {
-    let writer = Writer::<K>::new();
-    let reader = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher(StoreSource::<K>::new(Arc::clone(store)), config.clone()),
-    )
-    .map(|event| {
-        matches!(
-            event,
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
-        )
-    })
-    .boxed();
-    (reader, stream)
+/// Offer deletions the broker did not make, so that it plans only once its Instance cache
+/// shows what they wrote with them.
+///
+/// An in-server framework (the placement controller) accepts by deleting the offer and binding
+/// Instances in one transaction at revision R. The broker's Offer and Instance caches are fed
+/// by two watches, so the Offer cache may show the deletion before the Instance cache shows the
+/// bindings: planning then would see the node free, with no open offer, and offer its
+/// resources a second time. So every Offer deletion is noted with its revision; the broker's
+/// own deletions (those of a round whose writes all committed) are recognised by name and
+/// skipped, and before planning the broker waits until its Instance cache has reached the
+/// newest revision of the others. (An offer whose status an external framework writes is
+/// answered by the broker itself, which creates the Instances, so only deletions need this.)
+#[derive(Debug)]
+struct ForeignDeletes {
+    /// The Offer informer's notices, drained after each read of the Offer cache: a deletion
+    /// that read reflects has been announced by then (see [`informers`](crate::informers)).
+    notices: Changes<Offer>,
+    /// Offers the broker deleted whose deletion has not been announced yet.
+    own: HashSet<String>,
+}
+
+impl ForeignDeletes {
+    /// Most own deletions remembered (a watch that relists misses deletions; this bounds what
+    /// is never matched).
+    const MAX_OWN: usize = 100_000;
+
+    fn new(notices: Changes<Offer>) -> Self {
+        Self {
+            notices,
+            own: HashSet::new(),
+        }
+    }
+
+    /// Records offers the broker deleted.
+    fn own(&mut self, names: impl IntoIterator<Item = String>) {
+        if self.own.len() > Self::MAX_OWN {
+            self.own.clear();
+        }
+        self.own.extend(names);
+    }
+
+    /// The newest revision of the deletions announced since the last call that the broker did
+    /// not make (0: none). After missed notices (a [`Change::Resync`]: the broker fell more
+    /// than the informers' capacity behind, or the Offer watch relisted) any deletion may have
+    /// been foreign: then the newest revision the Offer cache has applied stands in for them.
+    fn take_foreign(&mut self, offers_applied: &Applied) -> Revision {
+        let mut newest = 0;
+        while let Some(change) = self.notices.try_next() {
+            match change {
+                Change::Deleted(offer) => {
+                    if !self.own.remove(offer.metadata.name_str()) {
+                        newest = newest.max(object_revision(offer.as_ref()).unwrap_or(0));
+                    }
+                }
+                Change::Applied(_) => {}
+                Change::Resync => newest = newest.max(offers_applied.revision()),
+            }
+        }
+        newest
+    }
+}
+
+/// Wakes a round on any change of the four caches.
+async fn wake_on_changes(
+    mut nodes: Changes<Node>,
+    mut instances: Changes<Instance>,
+    mut offers: Changes<Offer>,
+    mut frameworks: Changes<Framework>,
+    wake: Waker,
+) {
+    loop {
+        let changed = tokio::select! {
+            change = nodes.next() => change.is_some(),
+            change = instances.next() => change.is_some(),
+            change = offers.next() => change.is_some(),
+            change = frameworks.next() => change.is_some(),
+        };
+        if !changed {
+            break;
+        }
+        wake.notify_one();
+    }
 }
 
 impl OfferBroker {
-    /// A broker over `store`, reading the time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: OfferBrokerConfig) -> Self {
+    /// A broker that writes to `store`, reads through the process' shared `informers` (of the
+    /// same store), and reads the time from `clock`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        informers: Informers,
+        clock: Arc<dyn Clock>,
+        config: OfferBrokerConfig,
+    ) -> Self {
         Self {
             store,
+            informers,
             clock,
             config,
         }
@@ -160,42 +229,37 @@ impl OfferBroker {
     ) -> Result<(), OfferBrokerError> {
         let mut rounds = Rounds::new(self.config.debounce, self.config.resync)
             .with_clock(Arc::clone(&self.clock));
-        let (nodes, node_changes) = changes::<Node>(&self.store, &self.config.watcher);
-        let (instances, instance_changes) = changes::<Instance>(&self.store, &self.config.watcher);
-        let (offers, offer_changes) = changes::<Offer>(&self.store, &self.config.watcher);
-        let (frameworks, framework_changes) =
-            changes::<Framework>(&self.store, &self.config.watcher);
-        let caches = Caches {
-            nodes,
-            instances,
-            offers,
-            frameworks,
-        };
-        let driver = {
-            let wake = rounds.waker();
-            let mut all = stream::select_all([
-                node_changes,
-                instance_changes,
-                offer_changes,
-                framework_changes,
-            ]);
-            AbortOnDrop(tokio::spawn(async move {
-                while let Some(changed) = all.next().await {
-                    if changed {
-                        wake.notify_one();
-                    }
-                }
-            }))
-        };
+        let nodes = self.informers.informer::<Node>();
+        let instances = self.informers.informer::<Instance>();
+        let offers = self.informers.informer::<Offer>();
+        let frameworks = self.informers.informer::<Framework>();
+        let mut foreign = ForeignDeletes::new(offers.subscribe());
+        let driver = AbortOnDrop(tokio::spawn(wake_on_changes(
+            nodes.subscribe(),
+            instances.subscribe(),
+            offers.subscribe(),
+            frameworks.subscribe(),
+            rounds.waker(),
+        )));
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             ready = async {
-                caches.nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
-                caches.instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))?;
-                caches.offers.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Offer"))?;
-                caches.frameworks.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Framework"))
+                nodes.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Node"))?;
+                instances.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Instance"))?;
+                offers.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Offer"))?;
+                frameworks.wait_until_ready().await.map_err(|_| ControllerError::CacheClosed("Framework"))
             } => ready?,
         }
+        // What the broker writes: Instances (external accepts), Offers, Framework statuses.
+        let applied: [Applied; 3] = [instances.applied(), offers.applied(), frameworks.applied()];
+        let instances_applied = [instances.applied()];
+        let offers_applied = offers.applied();
+        let caches = Caches {
+            nodes: nodes.store().clone(),
+            instances: instances.store().clone(),
+            offers: offers.store().clone(),
+            frameworks: frameworks.store().clone(),
+        };
         tracing::info!(
             nodes = caches.nodes.len(),
             offers = caches.offers.len(),
@@ -203,17 +267,38 @@ impl OfferBroker {
             fenced = leadership.is_some(),
             "offer broker started"
         );
-        let mut expected = Expected::default();
+        let instances_prefix = registry_prefix::<Instance>();
+        let mut expected: HashMap<String, Revision> = HashMap::new();
         while rounds.next(&shutdown).await {
-            if !expected
-                .wait(&caches, self.config.cache_sync_timeout, &shutdown)
+            if !expected.is_empty()
+                && !caught_up(&applied, &expected, self.config.cache_sync_timeout).await
+            {
+                tracing::warn!(
+                    revisions = ?expected,
+                    "the offer broker's caches have not caught up with its last writes"
+                );
+            }
+            // The offers first, then the deletions announced (each before the Offer cache
+            // dropped it): every deletion this snapshot misses an offer for is among them, and
+            // the Instance cache is then awaited up to the newest one of them that was not ours.
+            let offers = caches.offers.state();
+            let foreign_revision = foreign.take_foreign(&offers_applied);
+            if foreign_revision > 0
+                && !caught_up(
+                    &instances_applied,
+                    &HashMap::from([(instances_prefix.clone(), foreign_revision)]),
+                    self.config.cache_sync_timeout,
+                )
                 .await
             {
-                tracing::warn!("the offer broker's caches have not caught up with its last writes");
+                tracing::warn!(
+                    revision = foreign_revision,
+                    "the Instance cache has not caught up with an offer deleted by an accept"
+                );
             }
-            if caches.frameworks.is_empty() && caches.offers.is_empty() {
+            if caches.frameworks.is_empty() && offers.is_empty() {
                 // No framework registered and nothing to clean up: nothing to do.
-                expected = Expected::default();
+                expected.clear();
                 record_round(&RoundStats::default(), &[], 0);
                 rounds.finished(None);
                 continue;
@@ -221,7 +306,6 @@ impl OfferBroker {
             let mut plan = {
                 let nodes = caches.nodes.state();
                 let instances = caches.instances.state();
-                let offers = caches.offers.state();
                 let frameworks = caches.frameworks.state();
                 let node_refs: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
                 let instance_refs: Vec<&Instance> = instances.iter().map(AsRef::as_ref).collect();
@@ -236,10 +320,23 @@ impl OfferBroker {
                     frameworks: &framework_refs,
                 })
             };
+            drop(offers);
             let deadline = plan.deadline;
             let roles = std::mem::take(&mut plan.roles);
             let open_offers = plan.open_offers;
+            let deleted: Vec<String> = plan
+                .removals
+                .iter()
+                .map(|removal| &removal.offer)
+                .chain(plan.accepts.iter().map(|accept| &accept.offer))
+                .map(|offer| offer.metadata.name_str().to_owned())
+                .collect();
             let (stats, written) = self.write(plan, leadership.as_deref()).await?;
+            if stats.conflicts == 0 {
+                // Every deletion committed: they are the broker's own. After a conflict it
+                // cannot tell which did, so their deletions count as foreign (waited for).
+                foreign.own(deleted);
+            }
             record_round(&stats, &roles, open_offers);
             expected = written;
             rounds.finished(deadline);
@@ -270,11 +367,9 @@ impl OfferBroker {
         &self,
         plan: RoundPlan,
         leadership: Option<&Leadership>,
-    ) -> Result<(RoundStats, Expected), OfferBrokerError> {
+    ) -> Result<(RoundStats, HashMap<String, Revision>), OfferBrokerError> {
         let mut stats = RoundStats::default();
         let mut units = Vec::new();
-        // What the units, once committed, make the caches show: (key, object, present).
-        let mut effects: Vec<(String, ObjectRef, bool)> = Vec::new();
         for removal in &plan.removals {
             let name = removal.offer.metadata.name_str();
             let key = registry_key::<Offer>(None, name);
@@ -292,7 +387,6 @@ impl OfferBroker {
                 }
                 Removal::Finished => {}
             }
-            effects.push((key.clone(), ObjectRef::from_obj(&removal.offer), false));
             units.push(Unit::new(
                 format!("offer {name}: delete ({:?})", removal.why),
                 vec![KeyWrite::delete(key, revision)],
@@ -302,7 +396,6 @@ impl OfferBroker {
         for accept in &plan.accepts {
             let name = accept.offer.metadata.name_str();
             let offer_key = registry_key::<Offer>(None, name);
-            effects.push((offer_key.clone(), ObjectRef::from_obj(&accept.offer), false));
             let mut writes = vec![KeyWrite::delete(
                 offer_key,
                 object_revision(&accept.offer).unwrap_or(0),
@@ -313,13 +406,11 @@ impl OfferBroker {
                     instance.metadata.name_str(),
                 );
                 writes.push(KeyWrite::create(key.clone(), encode_at(&key, instance)?));
-                effects.push((key, ObjectRef::from_obj(instance), true));
             }
             units.push(Unit::new(format!("offer {name}: accept"), writes));
         }
         for offer in &plan.offers {
             let key = registry_key::<Offer>(None, offer.metadata.name_str());
-            effects.push((key.clone(), ObjectRef::from_obj(offer), true));
             units.push(Unit::new(
                 format!("offer {}: create", offer.metadata.name_str()),
                 vec![KeyWrite::create(key.clone(), encode_at(&key, offer)?)],
@@ -339,17 +430,6 @@ impl OfferBroker {
             ));
         }
         let planned = units.len();
-        let statuses: Vec<(String, ObjectRef, FrameworkStatus)> = plan
-            .statuses
-            .iter()
-            .map(|(framework, status)| {
-                (
-                    registry_key::<Framework>(None, framework.metadata.name_str()),
-                    ObjectRef::from_obj(framework),
-                    status.clone(),
-                )
-            })
-            .collect();
         let written = write_units(self.store.as_ref(), leadership, units).await?;
         stats.conflicts = planned.saturating_sub(written.committed);
         stats.offered = plan.offers.len();
@@ -359,33 +439,10 @@ impl OfferBroker {
             .iter()
             .map(|accept| accept.instances.len())
             .sum();
-        let mut expected = Expected::default();
-        for (key, object, present) in effects {
-            // After a lost compare, `write_units` says how many units committed, not which:
-            // expect only what the store shows, so a dropped unit is not waited for.
-            if stats.conflicts > 0 && self.store.get(&key).await?.is_some() != present {
-                continue;
-            }
-            if present {
-                expected.present.insert(object);
-            } else {
-                expected.absent.insert(object);
-            }
-        }
-        // Decline filters live in the statuses: the next round must see them.
-        for (key, object, status) in statuses {
-            if stats.conflicts > 0 {
-                let stored = match self.store.get(&key).await? {
-                    Some(kv) => decode_stored::<Framework>(&kv.value, kv.mod_revision).ok(),
-                    None => None,
-                };
-                if stored.and_then(|framework| framework.status) != Some(status.clone()) {
-                    continue;
-                }
-            }
-            expected.statuses.push((object, status));
-        }
-        Ok((stats, expected))
+        // The caches must reach the last revision written under each prefix: then they show
+        // every unit that committed, whatever happened since (an offer made here may already
+        // be consumed by an in-server accept), and decline filters live in the statuses.
+        Ok((stats, written.revisions))
     }
 }
 
@@ -422,44 +479,4 @@ fn record_round(stats: &RoundStats, roles: &[RoleHolding], open_offers: usize) {
         })
         .collect();
     metrics.set_roles(&roles);
-}
-
-/// What the caches must show before the next round: objects present or absent, and
-/// Framework statuses.
-#[derive(Debug, Default)]
-struct Expected {
-    present: HashSet<ObjectRef>,
-    absent: HashSet<ObjectRef>,
-    /// Framework statuses written (a framework deleted meanwhile counts as shown).
-    statuses: Vec<(ObjectRef, FrameworkStatus)>,
-}
-
-impl Expected {
-    fn shown(&self, caches: &Caches) -> bool {
-        let shown = |object: &ObjectRef, present: bool| {
-            let found =
-                caches.offers.get(object).is_some() || caches.instances.get(object).is_some();
-            found == present
-        };
-        self.present.iter().all(|object| shown(object, true))
-            && self.absent.iter().all(|object| shown(object, false))
-            && self.statuses.iter().all(|(object, status)| {
-                caches
-                    .frameworks
-                    .get(object)
-                    .is_none_or(|framework| framework.status.as_ref() == Some(status))
-            })
-    }
-
-    /// Waits until the caches show every expected change, up to `timeout`; whether they did.
-    async fn wait(&self, caches: &Caches, timeout: Duration, shutdown: &CancellationToken) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.shown(caches) {
-            if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        true
-    }
 }

@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use futures::StreamExt;
 use pacer_schemas::framework::{DEFAULT_OFFER_TIMEOUT_SECONDS, FrameworkStatus};
 use pacer_schemas::offer::{OfferLaunch, OfferPhase, OfferStatus};
-use pacer_schemas::{AppSpec, Time};
+use pacer_schemas::{AppSpec, Resource, Time};
 use pacer_store::ListOptions;
 use pacer_store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
@@ -609,6 +610,7 @@ async fn concurrent_frameworks_never_double_allocate() {
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let broker = OfferBroker::new(
         Arc::clone(&store),
+        Informers::new(Arc::clone(&store)),
         Arc::new(ManualClock::new(at(0))),
         OfferBrokerConfig::default(),
     );
@@ -767,6 +769,7 @@ async fn the_broker_loop_offers_accepts_declines_expires_and_rescinds() {
     let shutdown = CancellationToken::new();
     let broker = OfferBroker::new(
         Arc::clone(&store),
+        Informers::new(Arc::clone(&store)),
         Arc::clone(&clock) as Arc<dyn Clock>,
         OfferBrokerConfig {
             debounce: Duration::from_millis(5),
@@ -855,4 +858,152 @@ async fn the_broker_loop_offers_accepts_declines_expires_and_rescinds() {
 
     shutdown.cancel();
     running.await.unwrap();
+}
+
+/// The store, with every event of an Instance watch delivered `delay` late: the broker's
+/// Instance cache then lags its Offer cache, as it may when the two watches are served
+/// unevenly.
+#[derive(Debug)]
+struct LaggingInstanceWatch {
+    inner: Arc<dyn Store>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Store for LaggingInstanceWatch {
+    async fn get(&self, key: &str) -> pacer_store::Result<Option<pacer_store::KeyValue>> {
+        self.inner.get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        options: &ListOptions,
+    ) -> pacer_store::Result<pacer_store::ListPage> {
+        self.inner.list(prefix, options).await
+    }
+
+    async fn txn(&self, txn: pacer_store::Txn) -> pacer_store::Result<pacer_store::TxnOutcome> {
+        self.inner.txn(txn).await
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: pacer_store::Revision,
+    ) -> pacer_store::Result<pacer_store::WatchStream> {
+        let stream = self.inner.watch(prefix, after).await?;
+        if !prefix.starts_with("/registry/instances/") {
+            return Ok(stream);
+        }
+        let delay = self.delay;
+        Ok(Box::pin(stream.then(move |event| async move {
+            tokio::time::sleep(delay).await;
+            event
+        })))
+    }
+
+    async fn current_revision(&self) -> pacer_store::Result<pacer_store::Revision> {
+        self.inner.current_revision().await
+    }
+
+    async fn compact(&self, revision: pacer_store::Revision) -> pacer_store::Result<()> {
+        self.inner.compact(revision).await
+    }
+
+    async fn lease_grant(&self, ttl_seconds: i64) -> pacer_store::Result<pacer_store::LeaseId> {
+        self.inner.lease_grant(ttl_seconds).await
+    }
+
+    async fn lease_keep_alive(&self, lease: pacer_store::LeaseId) -> pacer_store::Result<i64> {
+        self.inner.lease_keep_alive(lease).await
+    }
+
+    async fn lease_revoke(&self, lease: pacer_store::LeaseId) -> pacer_store::Result<()> {
+        self.inner.lease_revoke(lease).await
+    }
+
+    async fn lease_time_to_live(&self, lease: pacer_store::LeaseId) -> pacer_store::Result<i64> {
+        self.inner.lease_time_to_live(lease).await
+    }
+}
+
+/// An in-server accept (the placement controller's: the offer deleted and a pending Instance
+/// bound in one transaction) seen by the broker's Offer cache before its Instance cache: the
+/// broker must not offer the node's resources again from a view that misses the binding. It
+/// waits for its Instance cache to reach the deletion's revision, so the full node is never
+/// offered again.
+#[tokio::test]
+async fn an_accept_seen_first_as_an_offer_deletion_is_not_offered_twice() {
+    let (_dir, inner) = store();
+    let store: Arc<dyn Store> = Arc::new(LaggingInstanceWatch {
+        inner,
+        delay: Duration::from_millis(400),
+    });
+    let s = store.as_ref();
+    put(s, &node("n0", 4.0, 4096.0, "*")).await;
+    put(
+        s,
+        &framework("fp", json!({"role": "*", "offerTimeoutSeconds": 60})),
+    )
+    .await;
+    let pending: Instance = serde_json::from_value(json!({
+        "apiVersion": "pacer.dev/v1", "kind": "Instance",
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"app": "app", "appVersion": "v1", "goal": "Running",
+                 "template": {"cmd": "x", "cpus": 4, "mem": 4096, "portDefinitions": []}},
+    }))
+    .unwrap();
+    put(s, &pending).await;
+    let shutdown = CancellationToken::new();
+    let broker = OfferBroker::new(
+        Arc::clone(&store),
+        Informers::new(Arc::clone(&store)),
+        Arc::new(crate::rounds::SystemClock),
+        OfferBrokerConfig {
+            debounce: Duration::from_millis(10),
+            ..OfferBrokerConfig::default()
+        },
+    );
+    let running = tokio::spawn(broker.run(None, shutdown.clone()));
+    eventually("an offer of the whole node", || async {
+        list::<Offer>(s).await.len() == 1
+    })
+    .await;
+    let offer = list::<Offer>(s).await.remove(0);
+    let pending = list::<Instance>(s).await.remove(0);
+
+    // The accept: the offer deleted, the instance bound to the whole node.
+    let mut bound = pending.clone();
+    bound.spec.node_name = Some("n0".to_owned());
+    bound.spec.role = Some("*".to_owned());
+    bound.spec.host_ports = Some(Vec::new());
+    super::accept::annotate_offer(&mut bound, offer.metadata.name_str());
+    bound.metadata.resource_version = None;
+    let key = registry_key::<Instance>(Some("default"), "p");
+    let unit = super::accept::bind_unit(
+        &offer,
+        object_revision(&offer).unwrap(),
+        vec![KeyWrite::update(
+            key.clone(),
+            object_revision(&pending).unwrap(),
+            encode_at(&key, &bound).unwrap(),
+        )],
+    );
+    let written = write_units(s, None, vec![unit]).await.unwrap();
+    assert_eq!((written.committed, written.conflicts), (1, 0));
+
+    // Long enough for the lagging Instance watch to deliver the binding and for several
+    // broker rounds: the node, now full, is never offered again.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < deadline {
+        let offers = list::<Offer>(s).await;
+        assert!(
+            offers.is_empty(),
+            "the node was offered again while fully bound: {offers:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
 }

@@ -81,7 +81,7 @@ impl fmt::Display for UnplacedReason {
 }
 
 /// Why one candidate cannot take an instance (the first check it fails, in the order: ready,
-/// schedulable, role, constraints in the App's order, cpus, mem, disk, gpus, ports).
+/// schedulable, role, constraints in the App's order, cpus, mem, disk, gpus, ports, offered).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     /// The node's `Ready` condition is not `True`.
@@ -96,6 +96,10 @@ pub enum Reason {
     Insufficient(ResourceKind),
     /// Enough ports are free, but a required one is not.
     PortsTaken,
+    /// The node would take the instance, but its resources are not offered to the placement
+    /// framework (offered to another framework, filtered, or not offered yet); see
+    /// [`ClusterView::withhold_unoffered`](super::ClusterView::withhold_unoffered).
+    NotOffered,
 }
 
 impl fmt::Display for Reason {
@@ -107,6 +111,7 @@ impl fmt::Display for Reason {
             Self::Constraint(constraint) => write!(f, "did not match constraint {constraint}"),
             Self::Insufficient(kind) => write!(f, "insufficient {kind}"),
             Self::PortsTaken => f.write_str("required host ports in use"),
+            Self::NotOffered => f.write_str("not offered"),
         }
     }
 }

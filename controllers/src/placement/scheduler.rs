@@ -267,11 +267,35 @@ impl Batch {
             if let ConstraintRule::GroupBy(None) = rule.rule
                 && let Some(field) = tally.field_mut(rule.field)
             {
-                field.set_known(
-                    compiled.eligible.iter().filter_map(|&candidate| {
+                if cluster.is_offer_view() {
+                    // Offers come and go (one is consumed, the next not made yet): the
+                    // values are those of every node that could take the instances, offered
+                    // now or not, so that a value briefly without an offer is not forgotten
+                    // and the instances piled on the others.
+                    let fields = &self.fields;
+                    field.set_known(
+                        cluster
+                            .nodes
+                            .iter()
+                            .enumerate()
+                            .filter(|(node, view)| {
+                                view.ready
+                                    && !view.unschedulable
+                                    && compiled.rules.iter().all(|rule| {
+                                        let index = &fields[rule.field];
+                                        rule.check.accepts(
+                                            index.per_node[*node]
+                                                .map(|id| index.values[id as usize].as_str()),
+                                        )
+                                    })
+                            })
+                            .filter_map(|(node, _)| index.per_node[node]),
+                    );
+                } else {
+                    field.set_known(compiled.eligible.iter().filter_map(|&candidate| {
                         index.per_node[cluster.candidates[candidate].node]
-                    }),
-                );
+                    }));
+                }
             }
         }
     }
@@ -327,7 +351,7 @@ impl Batch {
         let mut best: Option<((u64, u64), usize)> = None;
         for &index in &compiled.eligible {
             let candidate = &cluster.candidates[index];
-            if !resources.scalars.fits_in(&candidate.free) {
+            if !candidate.offered || !resources.scalars.fits_in(&candidate.free) {
                 continue;
             }
             let node = candidate.node;
@@ -405,7 +429,8 @@ impl Batch {
                     Ok(()) => None,
                     Err(PortShortage::TooFew) => Some(Reason::Insufficient(ResourceKind::Ports)),
                     Err(PortShortage::Taken) => Some(Reason::PortsTaken),
-                });
+                })
+                .or_else(|| (!candidate.offered).then_some(Reason::NotOffered));
             if let Some(reason) = reason {
                 *reasons.entry(reason).or_default() += 1;
             }

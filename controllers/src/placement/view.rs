@@ -4,8 +4,10 @@
 //!
 //! Candidates come from one of two sources, and the scheduler does not care which:
 //!
-//! * **nodes** ([`ClusterView::from_nodes`], direct placement): one candidate per node, whose
-//!   free resources are its allocatable minus what its bound instances use;
+//! * **nodes** ([`ClusterView::from_nodes`]): one candidate per node, whose free resources
+//!   are its allocatable minus what its bound instances use. The placement controller places
+//!   from offers, and uses this view (with [`ClusterView::withhold_unoffered`]) to explain what
+//!   the offers could not take;
 //! * **offers** ([`ClusterView::from_offers`], the offer broker of issue 10): one candidate per
 //!   open offer, whose free resources are exactly the offered ones. Nodes are still passed in,
 //!   so that constraints count the App's instances on nodes that are not being offered.
@@ -164,6 +166,10 @@ pub struct Candidate {
     /// Size of the node, for scoring (how full the node is): its allocatable, or for an
     /// offer of an unknown node the offered amounts.
     pub capacity: Scalars,
+    /// False for a node whose resources are withheld
+    /// ([`ClusterView::withhold_unoffered`]): nothing is placed on it, and an instance that
+    /// would fit there is told so ([`Reason::NotOffered`](super::Reason::NotOffered)).
+    pub offered: bool,
 }
 
 /// An instance bound to a node, as far as placement cares: which App, which node, what it uses.
@@ -296,6 +302,7 @@ impl ClusterView {
                 } else {
                     allocatable
                 },
+                offered: true,
             });
         }
         let nodes = &view.nodes;
@@ -307,6 +314,20 @@ impl ClusterView {
         });
         view.add_bound(bound, false);
         view
+    }
+
+    /// Marks the node candidates of nodes not in `offered` as withheld: `place` puts nothing
+    /// there, and explains an instance that only such a node would take as
+    /// [`Reason::NotOffered`](super::Reason::NotOffered). The placement controller explains
+    /// what its offers could not take with a view from nodes withheld this way, so that a
+    /// node short of resources still says so, and a fine node without an open offer says
+    /// "not offered".
+    pub fn withhold_unoffered(&mut self, offered: &std::collections::HashSet<&str>) {
+        for candidate in &mut self.candidates {
+            if !offered.contains(self.nodes[candidate.node].name.as_str()) {
+                candidate.offered = false;
+            }
+        }
     }
 
     /// All known nodes (those passed in, then nodes known only from bound instances or offers).
@@ -344,6 +365,11 @@ impl ClusterView {
             .unwrap_or(0)
     }
 
+    /// Whether the candidates are offers ([`ClusterView::from_offers`]).
+    pub fn is_offer_view(&self) -> bool {
+        self.noun == "offers"
+    }
+
     /// "nodes" or "offers", for messages.
     pub fn noun(&self) -> &'static str {
         self.noun
@@ -374,6 +400,7 @@ impl ClusterView {
                 free: allocatable,
                 ports: PortPool::from_ranges(ranges),
                 capacity: allocatable,
+                offered: true,
             });
         }
         view
