@@ -1,11 +1,12 @@
 //! The placement controller: binds pending Instances to Nodes by accepting the offer broker's
-//! offers — it is the `placement` framework of [`offers`](crate::offers).
+//! offers — it is the `placement` framework of [`offers`](crate::offers) (and one framework
+//! per reserved role that pending instances accept).
 //!
 //! It reads Instances, Nodes, Apps, Offers and Frameworks from the process' shared
-//! [`Informers`], and works in *rounds*: a change of an
-//! Instance, Node or App, or of one of its own offers, wakes it; changes are debounced
-//! ([`PlacementConfig::debounce`]), and one round runs [`place`] once over every pending
-//! instance, with the open offers made to the [`FRAMEWORK`] as the candidates
+//! [`Informers`], and works in *rounds*: a change of an Instance, Node or App, or of one of its
+//! own offers, wakes it; changes are debounced ([`PlacementConfig::debounce`]), and one round
+//! runs [`place`] once over every pending instance, with the open offers made to its
+//! frameworks as the candidates
 //! ([`ClusterView::from_offers`]) and the bound instances counted for constraints. It then
 //! writes, straight to the store and as the API server would store them:
 //!
@@ -22,11 +23,16 @@
 //!   `Unschedulable`, with the reason as message (only when it changed, so no write storm), and
 //!   one `FailedScheduling` Warning Event per instance (`/registry/events/<ns>/<instance>.
 //!   failedscheduling`), whose `count` and `lastTimestamp` are bumped when it repeats;
-//! * its `Framework` (`placement`, role `*`): created when absent (a user's later edits of its
-//!   weight, quota or timeout are kept), and `spec.suppressed` — Mesos' SUPPRESS and REVIVE:
-//!   set after [`PlacementConfig::suppress_after`] without pending instances, so an idle
-//!   cluster does not churn offers for it and other frameworks get every node; cleared as
-//!   soon as an instance is pending.
+//! * its `Framework`s: [`FRAMEWORK`] (role `*`), and for each role that some node is reserved
+//!   for (`Node.spec.role`) and a pending instance accepts (`acceptedResourceRoles`, or the
+//!   App's `role`) one labelled [`MANAGED_BY`]` = `[`COMPONENT`] with that role
+//!   ([`role_framework_name`]) — resources reserved for a role are offered only to that role.
+//!   Each is created when absent (a user's later edits of its weight, quota or timeout are
+//!   kept), and its `spec.suppressed` — Mesos' SUPPRESS and REVIVE — set after
+//!   [`PlacementConfig::suppress_after`] without a pending instance that accepts its role, so
+//!   an idle cluster does not churn offers for it and other frameworks get every node; cleared
+//!   as soon as one is pending. An offer's candidate role is the node's reservation, so
+//!   unreserved resources offered to a role's framework take instances of role `*` too.
 //!
 //! Reasons: what the offers could not take is explained again on a view from the nodes
 //! ([`ClusterView::from_nodes`], with this round's placements counted) on which nodes without
@@ -46,11 +52,11 @@
 //! writes, so it never places on a view that misses bindings it made nor accepts an offer it
 //! consumed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_client::runtime::reflector::{self, ObjectRef};
+use pacer_client::runtime::reflector;
 use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
 use pacer_schemas::event::EventType;
 use pacer_schemas::framework::{Framework, FrameworkSpec};
@@ -75,8 +81,13 @@ use crate::store_source::{object_revision, registry_key};
 
 /// The controller's name: its election is `/elections/placement/`.
 pub const CONTROLLER_NAME: &str = "placement";
-/// The name of its `Framework`, and the `spec.framework` of the offers it accepts.
+/// The name of its `Framework` of role `*`, and the `spec.framework` of the offers it accepts
+/// of that framework. For a reserved role that pending instances accept it registers one more
+/// framework per role, named `placement-<role>` (see [`role_framework_name`]).
 pub const FRAMEWORK: &str = "placement";
+/// The label (`app.kubernetes.io/managed-by`) on the frameworks it registers; with its value
+/// [`COMPONENT`] it marks the per-role ones as its own.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The `spec.offerTimeoutSeconds` of the Framework it creates: long enough that an offer is
 /// used before it expires even when a round is slow, short enough that an offer it cannot use
 /// goes back to the other frameworks soon.
@@ -181,8 +192,8 @@ pub struct PlacementController {
     reported: HashMap<ObjectKey, (String, Instant)>,
     /// Instances that only a node not offered to the framework would take, and since when.
     waiting: HashMap<ObjectKey, Instant>,
-    /// Since when no instance has been pending.
-    idle_since: Option<Instant>,
+    /// Per role of its frameworks: since when no pending instance has accepted the role.
+    idle_since: HashMap<String, Instant>,
 }
 
 /// The shared informers it reads.
@@ -253,7 +264,7 @@ impl PlacementController {
             config,
             reported: HashMap::new(),
             waiting: HashMap::new(),
-            idle_since: None,
+            idle_since: HashMap::new(),
         }
     }
 
@@ -374,13 +385,6 @@ impl PlacementController {
                 is_pending(instance) && instance.metadata.deletion_timestamp.is_none()
             })
             .collect();
-        self.steer_framework(caches, !pending.is_empty(), leadership, &mut outcome)
-            .await?;
-        if pending.is_empty() {
-            self.reported.clear();
-            self.waiting.clear();
-            return Ok(outcome);
-        }
         pending.sort_by(|a, b| {
             (
                 a.metadata.creation_timestamp,
@@ -393,10 +397,7 @@ impl PlacementController {
                     b.metadata.name_str(),
                 ))
         });
-        let now = now();
-        let nodes = caches.nodes.state();
         let apps = caches.apps.state();
-        let offers = caches.offers.state();
         let app_specs: HashMap<ObjectKey, &AppSpec> = apps
             .iter()
             .map(|app| {
@@ -406,21 +407,45 @@ impl PlacementController {
                 )
             })
             .collect();
+        let request = PlacementRequest::from_instances(
+            pending.iter().copied(),
+            |app| app_specs.get(app).copied(),
+            self.config.strategy,
+        );
+        // The roles the pending instances accept, among `*` and those some node is reserved
+        // for: each gets a framework; the others' are suppressed once idle. (A role no node is
+        // reserved for gets nothing but unreserved resources, which `*` covers.)
+        let nodes = caches.nodes.state();
+        let reserved: HashSet<&str> = nodes
+            .iter()
+            .filter_map(|node| node.spec.role.as_deref())
+            .collect();
+        let wanted: BTreeSet<&str> = request
+            .pending
+            .iter()
+            .flat_map(|pending| pending.requirements.roles.iter().map(String::as_str))
+            .filter(|role| *role == UNRESERVED_ROLE || reserved.contains(role))
+            .collect();
+        let own = self
+            .steer_frameworks(caches, &wanted, leadership, &mut outcome)
+            .await?;
+        if pending.is_empty() {
+            self.reported.clear();
+            self.waiting.clear();
+            return Ok(outcome);
+        }
+        let now = now();
+        let offers = caches.offers.state();
         let open: Vec<&Offer> = offers
             .iter()
             .map(Arc::as_ref)
-            .filter(|offer| open_for_placement(offer, now))
+            .filter(|offer| open_for_placement(offer, &own, now))
             .collect();
         let bound = BoundInstance::from_instances(instances.iter().map(Arc::as_ref));
         let mut view = ClusterView::from_offers(
             open.iter().copied(),
             nodes.iter().map(Arc::as_ref),
             bound.iter().cloned(),
-        );
-        let request = PlacementRequest::from_instances(
-            pending.iter().copied(),
-            |app| app_specs.get(app).copied(),
-            self.config.strategy,
         );
         let plan = place(&request, &mut view);
         let by_key: HashMap<ObjectKey, &Instance> = pending
@@ -604,72 +629,101 @@ impl PlacementController {
         reports
     }
 
-    /// Creates the framework when it is absent, and sets its `spec.suppressed`: false while
-    /// instances are pending, true after [`PlacementConfig::suppress_after`] without any (the
-    /// end of that wait becomes the round's deadline). Only `suppressed` is ever changed on an
-    /// existing framework.
-    async fn steer_framework(
+    /// Registers and steers its frameworks: the one of role `*` ([`FRAMEWORK`]) always exists,
+    /// and one per other role in `wanted` (the roles pending instances accept) is created when
+    /// absent. Each one's `spec.suppressed` is false while a pending instance accepts its role,
+    /// and true after [`PlacementConfig::suppress_after`] without one (the end of that wait
+    /// becomes the round's deadline). Only `suppressed` is ever changed on an existing
+    /// framework. Returns the names of its frameworks, whose offers it places on.
+    async fn steer_frameworks(
         &mut self,
         caches: &Caches,
-        pending: bool,
+        wanted: &BTreeSet<&str>,
         leadership: Option<&Leadership>,
         outcome: &mut Outcome,
-    ) -> Result<(), PlacementError> {
-        let suppress = if pending {
-            self.idle_since = None;
-            false
-        } else {
-            let since = *self.idle_since.get_or_insert_with(Instant::now);
-            let until = since + self.config.suppress_after;
-            if Instant::now() < until {
-                outcome.deadline = Some(until);
+    ) -> Result<HashSet<String>, PlacementError> {
+        // Its frameworks by role: `placement` for `*`, its labelled ones for the others.
+        let mut by_role: BTreeMap<String, Option<Arc<Framework>>> =
+            BTreeMap::from([(UNRESERVED_ROLE.to_owned(), None)]);
+        let mut own = HashSet::from([FRAMEWORK.to_owned()]);
+        for framework in caches.frameworks.state() {
+            let name = framework.metadata.name_str();
+            if name == FRAMEWORK {
+                by_role.insert(UNRESERVED_ROLE.to_owned(), Some(framework));
+            } else if managed_by_placement(&framework) && framework.spec.role() != UNRESERVED_ROLE {
+                own.insert(name.to_owned());
+                let role = framework.spec.role().to_owned();
+                by_role.entry(role).or_insert(Some(framework));
+            }
+        }
+        for role in wanted {
+            by_role.entry((*role).to_owned()).or_insert(None);
+        }
+        let now = Instant::now();
+        self.idle_since.retain(|role, _| by_role.contains_key(role));
+        let mut units = Vec::new();
+        let mut actions = Vec::new();
+        for (role, framework) in &by_role {
+            let suppress = if wanted.contains(role.as_str()) {
+                self.idle_since.remove(role);
                 false
             } else {
-                true
-            }
-        };
-        let key = registry_key::<Framework>(None, FRAMEWORK);
-        let (write, what) = match caches.frameworks.get(&ObjectRef::new(FRAMEWORK)) {
-            None => {
-                let framework = placement_framework(suppress);
-                (
-                    KeyWrite::create(key.clone(), encode_at(&key, &framework)?),
-                    "create",
-                )
-            }
-            Some(framework) if framework.spec.suppressed.unwrap_or(false) != suppress => {
-                let mut updated = (*framework).clone();
-                updated.spec.suppressed = Some(suppress);
-                updated.metadata.generation = Some(framework.metadata.generation.unwrap_or(0) + 1);
-                updated.metadata.resource_version = None;
-                (
-                    KeyWrite::update(
+                let since = *self.idle_since.entry(role.clone()).or_insert(now);
+                let until = since + self.config.suppress_after;
+                if now < until {
+                    outcome.deadline = Some(outcome.deadline.map_or(until, |at| at.min(until)));
+                    false
+                } else {
+                    true
+                }
+            };
+            let (name, write, what) = match framework {
+                None => {
+                    let name = if role == UNRESERVED_ROLE {
+                        FRAMEWORK.to_owned()
+                    } else {
+                        role_framework_name(role)
+                    };
+                    let key = registry_key::<Framework>(None, &name);
+                    let framework = placement_framework(&name, role, suppress);
+                    let write = KeyWrite::create(key.clone(), encode_at(&key, &framework)?);
+                    (name, write, "create")
+                }
+                Some(framework) if framework.spec.suppressed.unwrap_or(false) != suppress => {
+                    let name = framework.metadata.name_str().to_owned();
+                    let key = registry_key::<Framework>(None, &name);
+                    let mut updated = (**framework).clone();
+                    updated.spec.suppressed = Some(suppress);
+                    updated.metadata.generation =
+                        Some(framework.metadata.generation.unwrap_or(0) + 1);
+                    updated.metadata.resource_version = None;
+                    let write = KeyWrite::update(
                         key.clone(),
                         object_revision(framework.as_ref()).unwrap_or(0),
                         encode_at(&key, &updated)?,
-                    ),
-                    if suppress { "suppress" } else { "revive" },
-                )
+                    );
+                    (name, write, if suppress { "suppress" } else { "revive" })
+                }
+                Some(_) => continue,
+            };
+            units.push(Unit::new(format!("framework {name}: {what}"), vec![write]));
+            actions.push((name, role.clone(), what));
+        }
+        if units.is_empty() {
+            return Ok(own);
+        }
+        let planned = units.len();
+        let written = write_units(self.store.as_ref(), leadership, units).await?;
+        if written.committed == planned {
+            for (framework, role, action) in &actions {
+                tracing::info!(%framework, %role, %action, "placement framework");
             }
-            Some(_) => return Ok(()),
-        };
-        let written = write_units(
-            self.store.as_ref(),
-            leadership,
-            vec![Unit::new(
-                format!("framework {FRAMEWORK}: {what}"),
-                vec![write],
-            )],
-        )
-        .await?;
-        if written.committed > 0 {
-            tracing::info!(framework = FRAMEWORK, action = what, "placement framework");
         } else {
             // Changed meanwhile (a user's edit): steered again next round, from the cache.
             outcome.retry = true;
         }
         outcome.written.extend(written.revisions);
-        Ok(())
+        Ok(own)
     }
 
     /// Creates or bumps the `FailedScheduling` Event of each reported instance whose reason
@@ -754,41 +808,74 @@ struct ExplainInput<'a> {
 
 /// Whether `offer` is an open offer to the placement framework that does not expire within
 /// [`EXPIRY_MARGIN_SECONDS`] of `now`.
-fn open_for_placement(offer: &Offer, now: Time) -> bool {
+fn open_for_placement(offer: &Offer, own: &HashSet<String>, now: Time) -> bool {
     let open = offer
         .status
         .as_ref()
         .is_none_or(|status| status.phase == OfferPhase::Offered);
     let margin = now.timestamp().as_second() + EXPIRY_MARGIN_SECONDS;
     open && offer.metadata.deletion_timestamp.is_none()
-        && offer.spec.framework.as_deref() == Some(FRAMEWORK)
+        && offer
+            .spec
+            .framework
+            .as_deref()
+            .is_some_and(|framework| own.contains(framework))
         && offer
             .spec
             .expires_at
             .is_none_or(|at| at.timestamp().as_second() > margin)
 }
 
-/// The placement framework as first registered.
-fn placement_framework(suppressed: bool) -> Framework {
+/// Whether `framework` is one the placement controller registered (its label).
+fn managed_by_placement(framework: &Framework) -> bool {
+    framework
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(MANAGED_BY))
+        .is_some_and(|value| value == COMPONENT)
+}
+
+/// The name of a new placement framework for `role` (not `*`): `placement-<role>-<8 hex>`,
+/// the role lowercased with every character a name cannot hold as `-`. The suffix keeps it
+/// apart from any framework a user named so; the controller finds its frameworks by their
+/// label and role, never by this name.
+pub fn role_framework_name(role: &str) -> String {
+    let slug: String = role
+        .chars()
+        .take(40)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-') => c,
+            _ => '-',
+        })
+        .collect();
+    let slug = slug.trim_matches('-');
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    if slug.is_empty() {
+        format!("{FRAMEWORK}-{suffix}")
+    } else {
+        format!("{FRAMEWORK}-{slug}-{suffix}")
+    }
+}
+
+/// A placement framework as first registered.
+fn placement_framework(name: &str, role: &str, suppressed: bool) -> Framework {
     let mut metadata = ObjectMeta {
-        name: Some(FRAMEWORK.to_owned()),
+        name: Some(name.to_owned()),
         uid: Some(uuid::Uuid::new_v4().to_string()),
         creation_timestamp: Some(now()),
         generation: Some(1),
         ..ObjectMeta::default()
     };
     metadata.labels = Some(
-        [(
-            "app.kubernetes.io/managed-by".to_owned(),
-            COMPONENT.to_owned(),
-        )]
-        .into_iter()
-        .collect(),
+        [(MANAGED_BY.to_owned(), COMPONENT.to_owned())]
+            .into_iter()
+            .collect(),
     );
     let mut framework = Framework {
         metadata,
         spec: FrameworkSpec {
-            role: Some(UNRESERVED_ROLE.to_owned()),
+            role: Some(role.to_owned()),
             offer_timeout_seconds: Some(OFFER_TIMEOUT_SECONDS),
             suppressed: Some(suppressed),
             ..FrameworkSpec::default()
@@ -840,8 +927,12 @@ async fn wake_on_changes(changes: PlacementChanges, wake: Waker) {
                 None => break,
             },
             change = offers.next() => match change {
+                // Its frameworks' offers (by name: a user's `placement-…` framework only wakes
+                // a round that finds nothing to do).
                 Some(Change::Applied(offer) | Change::Deleted(offer)) => {
-                    offer.spec.framework.as_deref() == Some(FRAMEWORK)
+                    offer.spec.framework.as_deref().is_some_and(|framework| {
+                        framework == FRAMEWORK || framework.starts_with("placement-")
+                    })
                 }
                 Some(Change::Resync) => true,
                 None => break,
@@ -1460,6 +1551,111 @@ mod tests {
             let role = instance.spec.role.as_deref();
             assert_eq!(role, Some("*"), "the offer's role");
         }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
+    }
+
+    /// Nodes reserved for a role are offered only to that role: the controller registers a
+    /// framework for each role pending instances accept, places `acceptedResourceRoles` on
+    /// the reserved nodes only (and everything else on unreserved ones), and suppresses the
+    /// role's framework once nothing pending accepts the role.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registers_a_framework_per_reserved_role_that_instances_accept() {
+        let (_dir, store) = store();
+        for index in 1..=2 {
+            add_node(store.as_ref(), &format!("n{index}"), "r1").await;
+        }
+        for index in 3..=4 {
+            let name = format!("n{index}");
+            add_node(store.as_ref(), &name, "r2").await;
+            let key = format!("/registry/nodes/{name}");
+            let kv = store.get(&key).await.unwrap().unwrap();
+            let mut node: Value = serde_json::from_slice(&kv.value).unwrap();
+            node["spec"]["role"] = json!("slave_public");
+            store
+                .update(
+                    &key,
+                    serde_json::to_vec(&node).unwrap(),
+                    kv.mod_revision,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let public = json!({"cmd": "sleep 1000", "cpus": 0.5, "mem": 128,
+                            "acceptedResourceRoles": ["slave_public"]});
+        let default = json!({"cmd": "sleep 1000", "cpus": 0.5, "mem": 128});
+        for index in 0..6 {
+            add_instance(
+                store.as_ref(),
+                &format!("pub.{index}"),
+                "pub",
+                public.clone(),
+            )
+            .await;
+            add_instance(
+                store.as_ref(),
+                &format!("def.{index}"),
+                "def",
+                default.clone(),
+            )
+            .await;
+        }
+        let shutdown = CancellationToken::new();
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            PlacementConfig {
+                suppress_after: Duration::from_millis(300),
+                ..config()
+            },
+        );
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let broker = start_broker(&store, &shutdown);
+        eventually("12 bindings", || async {
+            instances(store.as_ref())
+                .await
+                .iter()
+                .all(|i| i.spec.node_name.is_some())
+        })
+        .await;
+        let all = instances(store.as_ref()).await;
+        assert_bound_through_offers(&all);
+        for instance in &all {
+            let node = instance.spec.node_name.as_deref().unwrap();
+            let reserved = matches!(node, "n3" | "n4");
+            assert_eq!(
+                reserved,
+                instance.spec.app == "pub",
+                "{} on {node}",
+                instance.metadata.name_str()
+            );
+        }
+        let frameworks = list::<Framework>(store.as_ref()).await;
+        let public_framework = frameworks
+            .iter()
+            .find(|framework| framework.spec.role() == "slave_public")
+            .expect("a framework for slave_public");
+        let name = public_framework.metadata.name_str();
+        assert!(name.starts_with("placement-slave-public-"), "{name}");
+        assert!(managed_by_placement(public_framework));
+        assert_eq!(
+            frameworks.len(),
+            2,
+            "placement and placement-slave-public-…"
+        );
+        // Nothing pending accepts the role any more: its framework is suppressed.
+        let name = name.to_owned();
+        eventually("the role's framework suppressed", || async {
+            list::<Framework>(store.as_ref())
+                .await
+                .iter()
+                .any(|framework| {
+                    framework.metadata.name_str() == name && framework.spec.suppressed == Some(true)
+                })
+        })
+        .await;
         shutdown.cancel();
         task.await.unwrap().unwrap();
         broker.await.unwrap().unwrap();

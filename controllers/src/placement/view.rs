@@ -255,7 +255,8 @@ impl ClusterView {
 
     /// Offer-based placement (issue 10): one candidate per offer that is still open (no status,
     /// or phase `Offered`), with exactly the offered resources, in (node name, offer name)
-    /// order. `nodes` give the attributes of offered nodes and of the nodes where `bound`
+    /// order, each with the role of the node's reservation (unreserved resources offered to a
+    /// role are still `*`). `nodes` give the attributes of offered nodes and of the nodes where `bound`
     /// instances run (so constraints count every instance of an App, offered node or not);
     /// an offer for a node not among them uses the offer's host name and attributes.
     pub fn from_offers<'a>(
@@ -274,15 +275,23 @@ impl ClusterView {
                 continue;
             }
             let spec = &offer.spec;
-            let node = match view.by_name.get(&spec.node_name) {
-                Some(&node) => node,
+            // The role instances must accept: that of the node's reservation (`*` for
+            // unreserved resources, whatever role they were offered to); for a node not among
+            // `nodes`, the offer's role.
+            let (node, role) = match view.by_name.get(&spec.node_name) {
+                Some(&node) => (node, view.nodes[node].role.clone()),
                 None => {
                     let mut node = NodeView::unknown(&spec.node_name);
                     if let Some(hostname) = &spec.hostname {
                         node.hostname.clone_from(hostname);
                     }
                     node.attributes = normalized(spec.attributes.iter().flatten());
-                    view.push_node(node)
+                    let role = if spec.role.is_empty() {
+                        UNRESERVED_ROLE.to_owned()
+                    } else {
+                        spec.role.clone()
+                    };
+                    (view.push_node(node), role)
                 }
             };
             let offered = Scalars::from_resources(&spec.resources);
@@ -290,11 +299,7 @@ impl ClusterView {
             view.candidates.push(Candidate {
                 node,
                 source: CandidateSource::Offer(offer.metadata.name.clone().unwrap_or_default()),
-                role: if spec.role.is_empty() {
-                    UNRESERVED_ROLE.to_owned()
-                } else {
-                    spec.role.clone()
-                },
+                role,
                 free: offered,
                 ports: PortPool::from_ranges(&spec.resources.ports),
                 capacity: if allocatable == Scalars::default() {
