@@ -20,9 +20,10 @@
 //!   notices), as it does after a relist — every round-based controller recomputes from its
 //!   caches, so a resync is a full round.
 //!
-//! The informer applies a change to the cache, then advances [`Applied`], then sends the
-//! notice: a subscriber that reads the cache on an `Applied` notice or after a [`caught_up`]
-//! sees it. A deletion alone is announced *before* the cache drops the object, so a subscriber
+//! The informer applies a batch of changes to the cache — what the watch has handed out, which
+//! always ends at a revision boundary — then advances [`Applied`], then sends the notices: a
+//! subscriber that reads the cache on an `Applied` notice or after a [`caught_up`] sees every
+//! change of that revision (one transaction's writes are all there or none is). A deletion alone is announced *before* the cache drops the object, so a subscriber
 //! that reads the cache and then drains its notices ([`Changes::try_next`]) has been told of
 //! every deletion that read reflects (the offer broker needs this to tell deletions it did not
 //! make).
@@ -32,8 +33,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use pacer_client::runtime::Writer;
 use pacer_client::runtime::reflector::{self, ObjectRef, WriterDropped};
 use pacer_client::runtime::watcher::{self, Event, watcher};
@@ -199,8 +200,17 @@ impl<K: Resource> Shared<K> {
     }
 }
 
+/// Most events applied before the applied revision and the notices are published; a batch
+/// that reaches it runs on to the end of its last revision.
+const BATCH: usize = 1024;
+
 /// Applies the watcher's events to the cache, then advances the applied revision, then
-/// notifies the subscribers.
+/// notifies the subscribers — a batch at a time: whatever the watch has already handed out,
+/// so that the applied revision never names a revision of which some events are still to be
+/// applied. (Both stores hand out a revision's events together — one transaction's writes are
+/// one etcd watch response, one embedded-store log entry — so the events ready at once end at
+/// a revision boundary; only an etcd revision fragmented over several responses could be cut,
+/// and our transactions stay far below that size.)
 async fn drive<K: Resource>(
     events: impl futures::Stream<Item = watcher::Result<Event<K>>>,
     writer: Arc<Mutex<Writer<K>>>,
@@ -211,36 +221,72 @@ async fn drive<K: Resource>(
     let mut events = std::pin::pin!(events);
     // The newest revision of the list being received (applied at its `InitDone`).
     let mut listed: Revision = 0;
-    while let Some(event) = events.next().await {
-        // The watcher logs and retries its own errors.
-        let Ok(event) = event else { continue };
-        if let Event::Delete(object) = &event {
-            // Before the cache drops it: a subscriber that drains its notices after reading
-            // the cache has seen every deletion that read reflects.
-            let _ = changes.send(Change::Deleted(Arc::new(object.clone())));
-        }
-        lock(&writer).apply_watcher_event(&event);
-        let (revision, change) = match event {
-            Event::Init => {
-                listed = 0;
-                (None, None)
-            }
-            Event::InitApply(object) => {
-                listed = listed.max(object_revision(&object).unwrap_or(0));
-                (None, None)
-            }
-            Event::InitDone => (Some(listed), Some(Change::Resync)),
-            Event::Apply(object) => {
-                let revision = object_revision(&object);
-                // The cache's own Arc, so subscribers share it.
-                let cached = reader
-                    .get(&ObjectRef::from_obj(&object))
-                    .unwrap_or_else(|| Arc::new(object));
-                (revision, Some(Change::Applied(cached)))
-            }
-            Event::Delete(object) => (object_revision(&object), None),
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(event) => event,
+            None => match events.next().await {
+                Some(event) => event,
+                None => break,
+            },
         };
-        if let Some(revision) = revision {
+        let mut batch = vec![first];
+        let mut ended = false;
+        loop {
+            match events.next().now_or_never() {
+                Some(Some(event)) => {
+                    let boundary = batch.last().is_none_or(|last| {
+                        let (last, next) = (event_revision(last), event_revision(&event));
+                        last.is_none() || next.is_none() || last != next
+                    });
+                    if batch.len() >= BATCH && boundary {
+                        carried = Some(event);
+                        break;
+                    }
+                    batch.push(event);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        let mut newest: Option<Revision> = None;
+        let mut notices = Vec::new();
+        for event in batch {
+            // The watcher logs and retries its own errors.
+            let Ok(event) = event else { continue };
+            if let Event::Delete(object) = &event {
+                // Before the cache drops it: a subscriber that drains its notices after
+                // reading the cache has seen every deletion that read reflects.
+                let _ = changes.send(Change::Deleted(Arc::new(object.clone())));
+            }
+            lock(&writer).apply_watcher_event(&event);
+            let (revision, change) = match event {
+                Event::Init => {
+                    listed = 0;
+                    (None, None)
+                }
+                Event::InitApply(object) => {
+                    listed = listed.max(object_revision(&object).unwrap_or(0));
+                    (None, None)
+                }
+                Event::InitDone => (Some(listed), Some(Change::Resync)),
+                Event::Apply(object) => {
+                    let revision = object_revision(&object);
+                    // The cache's own Arc, so subscribers share it.
+                    let cached = reader
+                        .get(&ObjectRef::from_obj(&object))
+                        .unwrap_or_else(|| Arc::new(object));
+                    (revision, Some(Change::Applied(cached)))
+                }
+                Event::Delete(object) => (object_revision(&object), None),
+            };
+            newest = newest.max(revision);
+            notices.extend(change);
+        }
+        if let Some(revision) = newest {
             applied.send_if_modified(|applied| {
                 let newer = revision > *applied;
                 if newer {
@@ -249,10 +295,23 @@ async fn drive<K: Resource>(
                 newer
             });
         }
-        if let Some(change) = change {
+        for change in notices {
             // Fails only while nobody subscribes.
             let _ = changes.send(change);
         }
+        if ended {
+            break;
+        }
+    }
+}
+
+/// The store revision a watcher event carries (none for the list's markers and errors).
+fn event_revision<K: Resource>(event: &watcher::Result<Event<K>>) -> Option<Revision> {
+    match event {
+        Ok(Event::Apply(object) | Event::Delete(object) | Event::InitApply(object)) => {
+            object_revision(object)
+        }
+        Ok(Event::Init | Event::InitDone) | Err(_) => None,
     }
 }
 
@@ -748,6 +807,51 @@ mod tests {
             }
         }
         assert!(changes.try_next().is_none());
+    }
+
+    /// A transaction's writes share one revision, and the stores hand them out together: the
+    /// applied revision names a revision only once all of its changes are cached (a
+    /// controller waiting for its own multi-object transaction must never see a part of it).
+    #[tokio::test]
+    async fn the_applied_revision_waits_for_every_change_of_that_revision() {
+        let node_at = |name: &str, revision: Revision| -> watcher::Result<Event<Node>> {
+            let mut node: Node = serde_json::from_slice(&node_json(name, "r1")).unwrap();
+            node.metadata.resource_version = Some(revision.to_string());
+            Ok(Event::Apply(node))
+        };
+        // Revisions 10 and 11, three nodes each, all handed out at once.
+        let events: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|name| node_at(name, 10))
+            .chain(["d", "e", "f"].iter().map(|name| node_at(name, 11)))
+            .collect();
+        let writer = Arc::new(Mutex::new(Writer::<Node>::new()));
+        let reader = lock(&writer).as_reader();
+        let (applied_tx, applied) = watch::channel(0);
+        let (changes, _) = broadcast::channel(16);
+        let (seen_reader, seen_applied) = (reader.clone(), applied.clone());
+        let checked = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&checked);
+        // Whenever the informer takes the next change, whatever revision it has published
+        // is wholly in the cache.
+        let stream = futures::stream::iter(events).inspect(move |_| {
+            let whole = match *seen_applied.borrow() {
+                0 => return,
+                10 => 3,
+                _ => 6,
+            };
+            assert_eq!(
+                seen_reader.len(),
+                whole,
+                "a revision published half applied"
+            );
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        drive(stream, writer, reader.clone(), applied_tx, changes).await;
+        assert_eq!(*applied.borrow(), 11);
+        assert_eq!(reader.len(), 6);
+        // All six were taken as one batch: nothing was published before the last.
+        assert_eq!(checked.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
