@@ -633,7 +633,7 @@ impl PlacementController {
     /// and one per other role in `wanted` (the roles pending instances accept) is created when
     /// absent. Each one's `spec.suppressed` is false while a pending instance accepts its role,
     /// and true after [`PlacementConfig::suppress_after`] without one (the end of that wait
-    /// becomes the round's deadline). Only `suppressed` is ever changed on an existing
+    /// becomes the round's deadline; one created with nothing to place starts suppressed). Only `suppressed` is ever changed on an existing
     /// framework. Returns the names of its frameworks, whose offers it places on.
     async fn steer_frameworks(
         &mut self,
@@ -667,6 +667,10 @@ impl PlacementController {
             let suppress = if wanted.contains(role.as_str()) {
                 self.idle_since.remove(role);
                 false
+            } else if framework.is_none() {
+                // Registered with nothing to place: suppressed from the start, so its first
+                // offers do not sit idle while other frameworks wait for the nodes.
+                true
             } else {
                 let since = *self.idle_since.entry(role.clone()).or_insert(now);
                 let until = since + self.config.suppress_after;
@@ -1239,6 +1243,29 @@ mod tests {
 
     /// Per node, what its bound non-terminal instances hold fits in its allocatable.
     fn assert_not_over_allocated(nodes: &[Node], instances: &[Instance], round: usize) {
+        let on = |node: &str| -> Vec<String> {
+            instances
+                .iter()
+                .filter(|i| i.spec.node_name.as_deref() == Some(node) && !i.phase().is_terminal())
+                .map(|i| {
+                    let offer = i
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(OFFER_ANNOTATION))
+                        .cloned()
+                        .unwrap_or_default();
+                    format!(
+                        "{}/{} via {offer} (role {:?}, rv {:?}, ports {:?})",
+                        i.metadata.namespace_str(),
+                        i.metadata.name_str(),
+                        i.spec.role,
+                        i.metadata.resource_version,
+                        i.spec.host_ports
+                    )
+                })
+                .collect()
+        };
         let mut used: HashMap<&str, Scalars> = HashMap::new();
         let mut ports: HashSet<(&str, i32)> = HashSet::new();
         for instance in instances {
@@ -1254,7 +1281,8 @@ mod tests {
             for port in instance.spec.host_ports.iter().flatten() {
                 assert!(
                     ports.insert((node, *port)),
-                    "round {round}: host port {port} on {node} held twice"
+                    "round {round}: host port {port} on {node} held twice: {:#?}",
+                    on(node)
                 );
             }
         }
@@ -1263,8 +1291,9 @@ mod tests {
             if let Some(used) = used.get(node.metadata.name_str()) {
                 assert!(
                     used.fits_in(&allocatable),
-                    "round {round}: node {} over-allocated: {used:?} > {allocatable:?}",
-                    node.metadata.name_str()
+                    "round {round}: node {} over-allocated: {used:?} > {allocatable:?}: {:#?}",
+                    node.metadata.name_str(),
+                    on(node.metadata.name_str())
                 );
             }
         }
@@ -1841,6 +1870,12 @@ mod tests {
                     .count()
             }
         };
+        // Registered with nothing to place, it starts suppressed: no offer waits on it.
+        eventually("the placement framework registered", || async {
+            suppressed().await.is_some()
+        })
+        .await;
+        assert_eq!(suppressed().await, Some(true), "created suppressed");
         eventually(
             "suppressed while idle, batch offered both nodes",
             || async {
