@@ -667,9 +667,14 @@ impl PlacementController {
             let suppress = if wanted.contains(role.as_str()) {
                 self.idle_since.remove(role);
                 false
-            } else if framework.is_none() {
-                // Registered with nothing to place: suppressed from the start, so its first
-                // offers do not sit idle while other frameworks wait for the nodes.
+            } else if framework
+                .as_ref()
+                .is_none_or(|framework| framework.spec.suppressed == Some(true))
+            {
+                // Registered with nothing to place: suppressed from the start, so no offer
+                // sits idle with it while other frameworks wait for the nodes; and one that is
+                // suppressed stays so.
+                self.idle_since.remove(role);
                 true
             } else {
                 let since = *self.idle_since.entry(role.clone()).or_insert(now);
@@ -1885,10 +1890,19 @@ mod tests {
             },
         )
         .await;
-        // Idle stays quiet: no offer is made to placement.
+        // Idle stays quiet, whatever wakes its rounds (a new node here): no offer is made to
+        // placement, and it is never revived meanwhile (each suppress or revive bumps the
+        // generation).
+        add_node(store.as_ref(), "n3", "r1").await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(offers_of(FRAMEWORK).await, 0);
         assert_eq!(suppressed().await, Some(true));
+        let generation = list::<Framework>(store.as_ref())
+            .await
+            .into_iter()
+            .find(|framework| framework.metadata.name_str() == FRAMEWORK)
+            .and_then(|framework| framework.metadata.generation);
+        assert_eq!(generation, Some(1), "suppressed since it was created");
 
         add_instance(
             store.as_ref(),
