@@ -253,11 +253,16 @@ async fn drive<K: Resource>(
             }
         }
         let mut newest: Option<Revision> = None;
-        let mut notices = Vec::new();
+        // The batch's `Applied` notices, sent once the batch is applied; one whose object a
+        // later event of the batch deleted is dropped (its `Deleted` went out first, and a
+        // subscriber must not see the object come back).
+        let mut notices: Vec<(Option<ObjectRef>, Change<K>)> = Vec::new();
         for event in batch {
             // The watcher logs and retries its own errors.
             let Ok(event) = event else { continue };
             if let Event::Delete(object) = &event {
+                let deleted = ObjectRef::from_obj(object);
+                notices.retain(|(object, _)| object.as_ref() != Some(&deleted));
                 // Before the cache drops it: a subscriber that drains its notices after
                 // reading the cache has seen every deletion that read reflects.
                 let _ = changes.send(Change::Deleted(Arc::new(object.clone())));
@@ -272,14 +277,13 @@ async fn drive<K: Resource>(
                     listed = listed.max(object_revision(&object).unwrap_or(0));
                     (None, None)
                 }
-                Event::InitDone => (Some(listed), Some(Change::Resync)),
+                Event::InitDone => (Some(listed), Some((None, Change::Resync))),
                 Event::Apply(object) => {
                     let revision = object_revision(&object);
+                    let key = ObjectRef::from_obj(&object);
                     // The cache's own Arc, so subscribers share it.
-                    let cached = reader
-                        .get(&ObjectRef::from_obj(&object))
-                        .unwrap_or_else(|| Arc::new(object));
-                    (revision, Some(Change::Applied(cached)))
+                    let cached = reader.get(&key).unwrap_or_else(|| Arc::new(object));
+                    (revision, Some((Some(key), Change::Applied(cached))))
                 }
                 Event::Delete(object) => (object_revision(&object), None),
             };
@@ -295,7 +299,7 @@ async fn drive<K: Resource>(
                 newer
             });
         }
-        for change in notices {
+        for (_, change) in notices {
             // Fails only while nobody subscribes.
             let _ = changes.send(change);
         }
@@ -852,6 +856,47 @@ mod tests {
         assert_eq!(reader.len(), 6);
         // All six were taken as one batch: nothing was published before the last.
         assert_eq!(checked.load(Ordering::SeqCst), 0);
+    }
+
+    /// Notices keep the order of the changes: an object changed and then deleted in one batch
+    /// is announced deleted only (never as applied after its deletion); one deleted and then
+    /// created again is announced deleted, then applied.
+    #[tokio::test]
+    async fn a_change_deleted_in_the_same_batch_is_not_announced_after_the_deletion() {
+        let node_at = |name: &str, revision: Revision| -> Node {
+            let mut node: Node = serde_json::from_slice(&node_json(name, "r1")).unwrap();
+            node.metadata.resource_version = Some(revision.to_string());
+            node
+        };
+        let events: Vec<watcher::Result<Event<Node>>> = vec![
+            Ok(Event::Apply(node_at("gone", 10))),
+            Ok(Event::Apply(node_at("back", 10))),
+            Ok(Event::Delete(node_at("gone", 11))),
+            Ok(Event::Delete(node_at("back", 11))),
+            Ok(Event::Apply(node_at("back", 12))),
+        ];
+        let writer = Arc::new(Mutex::new(Writer::<Node>::new()));
+        let reader = lock(&writer).as_reader();
+        let (applied_tx, _applied) = watch::channel(0);
+        let (changes, mut notices) = broadcast::channel(16);
+        drive(
+            futures::stream::iter(events),
+            writer,
+            reader.clone(),
+            applied_tx,
+            changes,
+        )
+        .await;
+        let mut seen = Vec::new();
+        while let Ok(change) = notices.try_recv() {
+            seen.push(match change {
+                Change::Applied(node) => format!("applied {}", node.metadata.name_str()),
+                Change::Deleted(node) => format!("deleted {}", node.metadata.name_str()),
+                Change::Resync => "resync".to_owned(),
+            });
+        }
+        assert_eq!(seen, ["deleted gone", "deleted back", "applied back"]);
+        assert_eq!(reader.len(), 1);
     }
 
     #[tokio::test]
