@@ -56,7 +56,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_client::runtime::reflector;
+use pacer_client::runtime::reflector::{self, ObjectRef};
 use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
 use pacer_schemas::event::EventType;
 use pacer_schemas::framework::{Framework, FrameworkSpec};
@@ -693,6 +693,14 @@ impl PlacementController {
                     } else {
                         role_framework_name(role)
                     };
+                    if role != UNRESERVED_ROLE
+                        && caches.frameworks.get(&ObjectRef::new(&name)).is_some()
+                    {
+                        // A framework of that name that is not this role's own (a user's):
+                        // the role gets none, and its instances report `not offered`.
+                        tracing::debug!(framework = %name, %role, "name taken; no framework for the role");
+                        continue;
+                    }
                     let key = registry_key::<Framework>(None, &name);
                     let framework = placement_framework(&name, role, suppress);
                     let write = KeyWrite::create(key.clone(), encode_at(&key, &framework)?);
@@ -845,10 +853,11 @@ fn managed_by_placement(framework: &Framework) -> bool {
         .is_some_and(|value| value == COMPONENT)
 }
 
-/// The name of a new placement framework for `role` (not `*`): `placement-<role>-<8 hex>`,
-/// the role lowercased with every character a name cannot hold as `-`. The suffix keeps it
-/// apart from any framework a user named so; the controller finds its frameworks by their
-/// label and role, never by this name.
+/// The name of the placement framework of `role` (not `*`): `placement-<role>` when the role
+/// is a valid name segment, else `placement-<slug>-<8 hex>`, the slug lowercased with every
+/// character a name cannot hold as `-` and the suffix a hash of the role (so two roles never
+/// share a name). It is the same on every replica and every run, so a framework created twice
+/// — after a lagging cache — loses its create compare instead of becoming a second one.
 pub fn role_framework_name(role: &str) -> String {
     let slug: String = role
         .chars()
@@ -859,11 +868,17 @@ pub fn role_framework_name(role: &str) -> String {
         })
         .collect();
     let slug = slug.trim_matches('-');
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    if slug == role {
+        return format!("{FRAMEWORK}-{role}");
+    }
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let hash = role.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
     if slug.is_empty() {
-        format!("{FRAMEWORK}-{suffix}")
+        format!("{FRAMEWORK}-{hash:08x}")
     } else {
-        format!("{FRAMEWORK}-{slug}-{suffix}")
+        format!("{FRAMEWORK}-{slug}-{hash:08x}")
     }
 }
 
@@ -1590,6 +1605,32 @@ mod tests {
         broker.await.unwrap().unwrap();
     }
 
+    #[test]
+    fn role_framework_names_are_stable_valid_and_distinct() {
+        assert_eq!(role_framework_name("batch"), "placement-batch");
+        let public = role_framework_name("slave_public");
+        assert_eq!(
+            public,
+            role_framework_name("slave_public"),
+            "the same on every call"
+        );
+        assert!(public.starts_with("placement-slave-public-"), "{public}");
+        for other in ["slave-public", "Slave_Public", "slave.public"] {
+            assert_ne!(role_framework_name(other), public, "{other}");
+        }
+        for role in ["slave_public", "Slave_Public", "a/b", "__", "batch"] {
+            let name = role_framework_name(role);
+            assert!(
+                name.len() <= 63
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !name.ends_with('-'),
+                "{role}: {name}"
+            );
+        }
+    }
+
     /// Nodes reserved for a role are offered only to that role: the controller registers a
     /// framework for each role pending instances accept, places `acceptedResourceRoles` on
     /// the reserved nodes only (and everything else on unreserved ones), and suppresses the
@@ -1672,6 +1713,7 @@ mod tests {
             .find(|framework| framework.spec.role() == "slave_public")
             .expect("a framework for slave_public");
         let name = public_framework.metadata.name_str();
+        assert_eq!(name, role_framework_name("slave_public"));
         assert!(name.starts_with("placement-slave-public-"), "{name}");
         assert!(managed_by_placement(public_framework));
         assert_eq!(
