@@ -33,7 +33,7 @@
 # through /v2/apps on a fresh `pacer dev` + `pacer agent hollow` per run, beside the same Apps
 # POSTed through /apis.
 # The offers suite runs `pacer dev --no-agent` with 1,000 hollow nodes and 3 in-bench frameworks
-# that accept offers over HTTP until 10,000 instances are launched, beside direct placement of as
+# that accept offers over HTTP until 10,000 instances are launched, beside in-server placement of as
 # many (the placement suite's run, on its own `pacer dev`) in the same run.
 # The events suite holds 100 in-bench SSE subscribers on /v2/events during a 1,000-instance
 # deployment on `pacer agent hollow` (event delay p50/p99, events per subscriber, disconnects),

@@ -10,8 +10,8 @@ use crate::api::report::{TargetCheck, write_server_trouble, write_targets};
 use crate::machine::Machine;
 use crate::placement::{Placement, ProcessUsage};
 
-/// Instances launched through offers per second as a fraction of direct placements per second
-/// (issue 10).
+/// Instances launched through offers per second as a fraction of in-server placements per
+/// second (issue 10).
 const RATIO_TARGET: f64 = 0.7;
 
 /// The whole results file.
@@ -91,7 +91,7 @@ pub struct OfferCycle {
     pub launched_quartiles_secs: [f64; 3],
     /// From T0 to the last Instance (to the timeout if not all came): the figure's span.
     pub register_to_all_launched_secs: f64,
-    /// Instances over that span: the figure compared with direct placements/s.
+    /// Instances over that span: the figure compared with in-server placements/s.
     pub instances_per_sec: f64,
     /// `pacer_offers_made_total` after the last Instance.
     pub offers_made: f64,
@@ -172,7 +172,7 @@ pub fn check_targets(cycle: &OfferCycle, ratio: Option<f64>) -> Vec<TargetCheck>
     vec![TargetCheck {
         id: "offer_launch_ratio",
         description: format!(
-            "instances launched through offers/s >= {RATIO_TARGET} x direct placements/s (ratio)"
+            "instances launched through offers/s >= {RATIO_TARGET} x in-server placements/s (ratio)"
         ),
         measured,
         limit: RATIO_TARGET,
@@ -190,7 +190,7 @@ pub fn table(report: &Report) -> String {
         out,
         "offers benchmark: {} frameworks (one role each) launch {} instances ({} per offer at \
          most) through the offer broker of `pacer dev --no-agent` ({}) on {} hollow nodes, \
-         beside direct placement of as many; {} CPUs, load {}",
+         beside in-server placement of as many; {} CPUs, load {}",
         p.frameworks,
         p.instances,
         p.launches_per_offer,
@@ -205,7 +205,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "\n{:<40} {:>10} {:>12} {:>12}",
-        "", "seconds", "per second", "vs direct"
+        "", "seconds", "per second", "vs in-server"
     );
     let direct_rate = report
         .direct
@@ -248,7 +248,10 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(
             out,
             "{:<40} {:>10.3} {:>12.0} {:>12}",
-            "direct: apply -> all bound", d.apply_to_all_bound_secs, d.placements_per_sec, "1.000x"
+            "in-server: apply -> all bound",
+            d.apply_to_all_bound_secs,
+            d.placements_per_sec,
+            "1.000x"
         );
     }
     let _ = writeln!(
@@ -313,7 +316,7 @@ pub fn table(report: &Report) -> String {
         let d = &direct.placement;
         let _ = writeln!(
             out,
-            "direct placement (placement suite, {} apps with its constraint mix): {} of {} \
+            "in-server placement (placement suite, {} apps with its constraint mix): {} of {} \
              bound{}; {} constraint violations; pacer dev used {:.2} CPU-s ({:.2} cores)",
             d.apps,
             d.bound,
