@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pacer_client::runtime::reflector;
+use pacer_client::runtime::source::Source as _;
 use pacer_schemas::framework::Framework;
 use pacer_schemas::{Instance, Node, Offer};
 use pacer_store::{Leadership, Revision, Store};
@@ -45,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deployment::writes::{KeyWrite, Unit, write_units};
 use crate::informers::{Applied, Change, Changes, Informers, caught_up};
 use crate::rounds::{AbortOnDrop, Clock, ControllerError, Rounds, Waker, encode_at};
-use crate::store_source::{object_revision, registry_key, registry_prefix};
+use crate::store_source::{StoreSource, object_revision, registry_key, registry_prefix};
 
 use broker::{Removal, RoleHolding, RoundInput, RoundPlan, plan_round};
 use pacer_metrics::RoleAllocation;
@@ -66,15 +67,19 @@ pub struct OfferBrokerConfig {
     pub resync: Duration,
     /// Longest wait for the caches to show the last round's writes.
     pub cache_sync_timeout: Duration,
+    /// Longest wait for the Instance cache to reach an offer deletion the broker did not make;
+    /// after it the round reads the Instances from the store.
+    pub foreign_wait: Duration,
 }
 
 impl Default for OfferBrokerConfig {
-    /// 50 ms debounce, 30 s resync, 5 s cache sync.
+    /// 50 ms debounce, 30 s resync, 5 s cache sync, 250 ms wait for foreign accepts.
     fn default() -> Self {
         Self {
             debounce: Duration::from_millis(50),
             resync: Duration::from_secs(30),
             cache_sync_timeout: Duration::from_secs(5),
+            foreign_wait: Duration::from_millis(250),
         }
     }
 }
@@ -269,6 +274,9 @@ impl OfferBroker {
         );
         let instances_prefix = registry_prefix::<Instance>();
         let mut expected: HashMap<String, Revision> = HashMap::new();
+        // The newest offer deletion the broker did not make whose Instances its cache may
+        // still miss.
+        let mut awaited: Revision = 0;
         while rounds.next(&shutdown).await {
             if !expected.is_empty()
                 && !caught_up(&applied, &expected, self.config.cache_sync_timeout).await
@@ -282,19 +290,49 @@ impl OfferBroker {
             // dropped it): every deletion this snapshot misses an offer for is among them, and
             // the Instance cache is then awaited up to the newest one of them that was not ours.
             let offers = caches.offers.state();
-            let foreign_revision = foreign.take_foreign(&offers_applied);
-            if foreign_revision > 0
+            awaited = awaited.max(foreign.take_foreign(&offers_applied));
+            // Until the Instance cache reaches `awaited`, a round plans on the Instances read
+            // from the store if the cache does not get there within `foreign_wait`: the cache
+            // moves only with Instance writes, and the revision may have written none (an own
+            // deletion after a conflict, a user's deletion, the stand-in after missed
+            // notices). Read after the offers, the list shows every accept they miss; the
+            // cache is then good again once it reaches the newest Instance write the list
+            // shows beyond it (deletions it has not applied only make it count more as held).
+            let mut fresh: Option<Vec<Instance>> = None;
+            if awaited > instances_applied[0].revision()
                 && !caught_up(
                     &instances_applied,
-                    &HashMap::from([(instances_prefix.clone(), foreign_revision)]),
-                    self.config.cache_sync_timeout,
+                    &HashMap::from([(instances_prefix.clone(), awaited)]),
+                    self.config.foreign_wait,
                 )
                 .await
             {
-                tracing::warn!(
-                    revision = foreign_revision,
-                    "the Instance cache has not caught up with an offer deleted by an accept"
-                );
+                match StoreSource::<Instance>::new(Arc::clone(&self.store))
+                    .list()
+                    .await
+                {
+                    Ok(list) => {
+                        let cached = instances_applied[0].revision();
+                        awaited = list
+                            .items
+                            .iter()
+                            .filter_map(object_revision)
+                            .filter(|revision| *revision > cached)
+                            .max()
+                            .unwrap_or(0);
+                        tracing::debug!(
+                            instances = list.items.len(),
+                            awaited,
+                            "planning on Instances read from the store"
+                        );
+                        fresh = Some(list.items);
+                    }
+                    Err(error) => tracing::warn!(
+                        %error,
+                        awaited,
+                        "reading the Instances failed; planning on the cache"
+                    ),
+                }
             }
             if caches.frameworks.is_empty() && offers.is_empty() {
                 // No framework registered and nothing to clean up: nothing to do.
@@ -305,10 +343,13 @@ impl OfferBroker {
             }
             let mut plan = {
                 let nodes = caches.nodes.state();
-                let instances = caches.instances.state();
+                let cached = caches.instances.state();
                 let frameworks = caches.frameworks.state();
                 let node_refs: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
-                let instance_refs: Vec<&Instance> = instances.iter().map(AsRef::as_ref).collect();
+                let instance_refs: Vec<&Instance> = match &fresh {
+                    Some(instances) => instances.iter().collect(),
+                    None => cached.iter().map(AsRef::as_ref).collect(),
+                };
                 let offer_refs: Vec<&Offer> = offers.iter().map(AsRef::as_ref).collect();
                 let framework_refs: Vec<&Framework> =
                     frameworks.iter().map(AsRef::as_ref).collect();

@@ -1007,3 +1007,52 @@ async fn an_accept_seen_first_as_an_offer_deletion_is_not_offered_twice() {
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// An offer deleted by someone else with no Instance written alongside (a user's `kubectl
+/// delete offer`): the Instance cache never reaches that revision, so the broker reads the
+/// Instances from the store after `foreign_wait` and offers the node again — it does not wait
+/// for a cache-sync timeout (an hour here).
+#[tokio::test]
+async fn an_offer_deleted_without_instance_writes_is_offered_again() {
+    let (_dir, store) = store();
+    let s = store.as_ref();
+    put(s, &node("n0", 4.0, 4096.0, "*")).await;
+    put(
+        s,
+        &framework("fp", json!({"role": "*", "offerTimeoutSeconds": 600})),
+    )
+    .await;
+    let shutdown = CancellationToken::new();
+    let broker = OfferBroker::new(
+        Arc::clone(&store),
+        Informers::new(Arc::clone(&store)),
+        Arc::new(crate::rounds::SystemClock),
+        OfferBrokerConfig {
+            debounce: Duration::from_millis(10),
+            cache_sync_timeout: Duration::from_secs(3600),
+            ..OfferBrokerConfig::default()
+        },
+    );
+    let running = tokio::spawn(broker.run(None, shutdown.clone()));
+    eventually("an offer of the node", || async {
+        list::<Offer>(s).await.len() == 1
+    })
+    .await;
+    let first = list::<Offer>(s).await.remove(0);
+    store
+        .delete(
+            &registry_key::<Offer>(None, first.metadata.name_str()),
+            object_revision(&first).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("the node offered again", || async {
+        list::<Offer>(s)
+            .await
+            .iter()
+            .any(|offer| offer.metadata.name_str() != first.metadata.name_str())
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
