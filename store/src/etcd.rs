@@ -668,6 +668,7 @@ impl Store for EtcdStore {
         let mut state = WatchState {
             stream,
             pending: VecDeque::new(),
+            fragments: Vec::new(),
             after,
             endpoints: self.shared.endpoints.clone(),
             finished: false,
@@ -891,6 +892,10 @@ impl Failure {
 struct WatchState {
     stream: etcd_client::WatchStream,
     pending: VecDeque<WatchEvent>,
+    /// Events of a fragmented response (`with_fragment`), held back until its last fragment
+    /// arrives: a revision's events are handed out together or not at all, so a reader that
+    /// takes what is ready never sees a part of one transaction.
+    fragments: Vec<WatchEvent>,
     /// Only events after this revision are handed out.
     after: Revision,
     endpoints: String,
@@ -922,8 +927,8 @@ impl WatchState {
     }
 
     /// Queues a response's events, or returns why the watch ended. Fragments of a large
-    /// revision (`with_fragment`) arrive as consecutive responses and simply queue in order;
-    /// progress notifications carry no events.
+    /// response (`with_fragment`) arrive as consecutive responses; their events are queued
+    /// together when the last one arrives. Progress notifications carry no events.
     fn absorb(&mut self, response: &WatchResponse) -> Option<StoreError> {
         if response.compact_revision() > 0 {
             return Some(StoreError::Expired {
@@ -940,13 +945,17 @@ impl WatchState {
                 unavailable(&self.endpoints, message)
             });
         }
-        self.pending.extend(
+        let after = self.after;
+        self.fragments.extend(
             response
                 .events()
                 .iter()
                 .filter_map(watch_event)
-                .filter(|event| event.revision() > self.after),
+                .filter(|event| event.revision() > after),
         );
+        if !response.0.fragment {
+            self.pending.extend(self.fragments.drain(..));
+        }
         None
     }
 }

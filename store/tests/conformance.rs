@@ -78,6 +78,7 @@ conformance_cases! {
     watch::watch_resume_no_gaps => embedded_watch_resume_no_gaps, etcd_watch_resume_no_gaps;
     watch::watch_deletes_and_txn_order => embedded_watch_deletes_and_txn_order, etcd_watch_deletes_and_txn_order;
     watch::watch_from_now => embedded_watch_from_now, etcd_watch_from_now;
+    watch::watch_hands_out_a_revision_whole => embedded_watch_hands_out_a_revision_whole, etcd_watch_hands_out_a_revision_whole;
     // Compaction.
     compaction::compaction => embedded_compaction, etcd_compaction;
     // Leases.

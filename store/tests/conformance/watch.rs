@@ -248,3 +248,52 @@ pub async fn watch_from_now(store: Arc<dyn Store>) -> Result<()> {
     assert_eq!((event.kv.key.as_str(), event.revision()), ("/n/new", r2));
     Ok(())
 }
+
+/// A revision's events are handed out together: once the first event of a transaction is
+/// received, all of its others are ready without waiting — also when the transaction is so
+/// large that etcd splits its watch response into fragments (here ~2.8 MiB of values and
+/// previous values against the test etcd's 2 MiB `--max-request-bytes`). Readers that take
+/// what is ready (the controllers' informers) rely on it never to see part of a transaction.
+pub async fn watch_hands_out_a_revision_whole(store: Arc<dyn Store>) -> Result<()> {
+    use futures::FutureExt as _;
+    use futures::StreamExt as _;
+
+    const KEYS: usize = 100;
+    let value = |fill: u8| vec![fill; 14 * 1024];
+    let key = |index: usize| format!("/whole/{index:03}");
+    let mut create = Txn::new();
+    for index in 0..KEYS {
+        create = create.put(key(index), value(b'a'));
+    }
+    let created = match store.txn(create).await? {
+        TxnOutcome::Committed { revision } => revision,
+        other => bail!("unexpected {other:?}"),
+    };
+    let mut stream = store.watch("/whole/", created).await?;
+    let mut update = Txn::new();
+    for index in 0..KEYS {
+        update = update.put(key(index), value(b'b'));
+    }
+    let updated = match store.txn(update).await? {
+        TxnOutcome::Committed { revision } => revision,
+        other => bail!("unexpected {other:?}"),
+    };
+    let first = next_event(&mut stream).await?;
+    ensure!(first.revision() == updated, "the update comes first");
+    let mut ready = 1;
+    while let Some(Some(event)) = stream.next().now_or_never() {
+        let event = event?;
+        ensure!(event.revision() == updated, "only the update's events");
+        ensure!(
+            event.prev_kv.as_ref().map(|kv| kv.value.len()) == Some(14 * 1024),
+            "each with its previous value"
+        );
+        ready += 1;
+    }
+    ensure!(
+        ready == KEYS,
+        "{ready} of the transaction's {KEYS} events were ready with its first"
+    );
+    assert_quiet(&mut stream).await?;
+    Ok(())
+}
