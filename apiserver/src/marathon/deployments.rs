@@ -42,6 +42,9 @@ use crate::state::ApiState;
 /// Longest a write waits for the deployment controller to start the deployment.
 pub const DEPLOYMENT_WAIT: Duration = Duration::from_secs(10);
 
+/// Pause before reading and watching the App again after its watch failed.
+const RETRY_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Where the deployment controller's leader election lives (`pacer-controllers`'
 /// `deployment::CONTROLLER_NAME` under `/elections/`; the API server does not depend on that
 /// crate, they meet in the store).
@@ -256,8 +259,10 @@ enum WriteOutcome {
 }
 
 /// Reads the App at `key`, then follows its changes until its status answers the write (see
-/// [`started_by_write`]); `None` when the App is gone or the store fails. Every version seen
-/// is left in `last_version`.
+/// [`started_by_write`]); `None` when the App is gone. Every version seen is left in
+/// `last_version`. A watch that fails or ends (etcd cancels watches on a leader change; an old
+/// App's revision may be compacted) is started again from a fresh read, at most every
+/// [`RETRY_INTERVAL`], until the caller's deadline.
 async fn watch_for_deployment(
     state: &ApiState,
     key: &str,
@@ -265,44 +270,49 @@ async fn watch_for_deployment(
     generation: Option<i64>,
     last_version: &mut Option<String>,
 ) -> Option<WriteOutcome> {
-    let kv = match state.store.get(key).await {
-        Ok(Some(kv)) => kv,
-        Ok(None) => return None,
-        Err(error) => {
-            tracing::warn!(%error, key, "reading the App while waiting for its deployment");
-            return None;
-        }
-    };
-    if let Some(outcome) = write_outcome(&kv.value, before, generation, last_version) {
-        return Some(outcome);
-    }
-    let mut changes = match state.store.watch(key, kv.mod_revision).await {
-        Ok(changes) => changes,
-        Err(error) => {
-            tracing::warn!(%error, key, "watching the App while waiting for its deployment");
-            return None;
-        }
-    };
-    while let Some(change) = changes.next().await {
-        let change = match change {
-            Ok(change) => change,
+    loop {
+        let kv = match state.store.get(key).await {
+            Ok(Some(kv)) => kv,
+            Ok(None) => return None,
             Err(error) => {
-                tracing::warn!(%error, key, "watching the App while waiting for its deployment");
-                return None;
+                tracing::debug!(%error, key, "reading the App while waiting for its deployment");
+                tokio::time::sleep(RETRY_INTERVAL).await;
+                continue;
             }
         };
-        // The watch is on a prefix: `key` also matches longer keys.
-        if change.kv.key != key {
-            continue;
-        }
-        if change.kind == EventKind::Delete {
-            return None;
-        }
-        if let Some(outcome) = write_outcome(&change.kv.value, before, generation, last_version) {
+        if let Some(outcome) = write_outcome(&kv.value, before, generation, last_version) {
             return Some(outcome);
         }
+        let mut changes = match state.store.watch(key, kv.mod_revision).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                tracing::debug!(%error, key, "watching the App while waiting for its deployment");
+                tokio::time::sleep(RETRY_INTERVAL).await;
+                continue;
+            }
+        };
+        while let Some(change) = changes.next().await {
+            let change = match change {
+                Ok(change) => change,
+                Err(error) => {
+                    tracing::debug!(%error, key, "the App's watch ended; reading it again");
+                    break;
+                }
+            };
+            // The watch is on a prefix: `key` also matches longer keys.
+            if change.kv.key != key {
+                continue;
+            }
+            if change.kind == EventKind::Delete {
+                return None;
+            }
+            if let Some(outcome) = write_outcome(&change.kv.value, before, generation, last_version)
+            {
+                return Some(outcome);
+            }
+        }
+        tokio::time::sleep(RETRY_INTERVAL).await;
     }
-    None
 }
 
 /// Whether the App stored as `value` answers the write: a Deployment not in `before`, or the
