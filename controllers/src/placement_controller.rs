@@ -1121,6 +1121,7 @@ mod tests {
 
     use super::*;
     use crate::offers::accept::{AcceptFailure, Accepted, OFFER_ANNOTATION, accept};
+    use crate::offers::tests::check_no_double_allocation;
     use crate::offers::{OfferBroker, OfferBrokerConfig};
     use crate::rounds::SystemClock;
     use crate::store_source::{decode_stored, registry_prefix};
@@ -1258,64 +1259,6 @@ mod tests {
         }
         for (offer, nodes) in nodes_of_offer {
             assert_eq!(nodes.len(), 1, "offer {offer} consumed on {nodes:?}");
-        }
-    }
-
-    /// Per node, what its bound non-terminal instances hold fits in its allocatable.
-    fn assert_not_over_allocated(nodes: &[Node], instances: &[Instance], round: usize) {
-        let on = |node: &str| -> Vec<String> {
-            instances
-                .iter()
-                .filter(|i| i.spec.node_name.as_deref() == Some(node) && !i.phase().is_terminal())
-                .map(|i| {
-                    let offer = i
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(OFFER_ANNOTATION))
-                        .cloned()
-                        .unwrap_or_default();
-                    format!(
-                        "{}/{} via {offer} (role {:?}, rv {:?}, ports {:?})",
-                        i.metadata.namespace_str(),
-                        i.metadata.name_str(),
-                        i.spec.role,
-                        i.metadata.resource_version,
-                        i.spec.host_ports
-                    )
-                })
-                .collect()
-        };
-        let mut used: HashMap<&str, Scalars> = HashMap::new();
-        let mut ports: HashSet<(&str, i32)> = HashSet::new();
-        for instance in instances {
-            let Some(node) = instance.spec.node_name.as_deref() else {
-                continue;
-            };
-            if instance.phase().is_terminal() {
-                continue;
-            }
-            let scalars = Scalars::from_spec(instance.spec.template.as_ref().unwrap());
-            let sum = used.entry(node).or_default();
-            *sum = sum.plus(&scalars);
-            for port in instance.spec.host_ports.iter().flatten() {
-                assert!(
-                    ports.insert((node, *port)),
-                    "round {round}: host port {port} on {node} held twice: {:#?}",
-                    on(node)
-                );
-            }
-        }
-        for node in nodes {
-            let allocatable = Scalars::from_resources(&node.status.as_ref().unwrap().allocatable);
-            if let Some(used) = used.get(node.metadata.name_str()) {
-                assert!(
-                    used.fits_in(&allocatable),
-                    "round {round}: node {} over-allocated: {used:?} > {allocatable:?}: {:#?}",
-                    node.metadata.name_str(),
-                    on(node.metadata.name_str())
-                );
-            }
         }
     }
 
@@ -1570,7 +1513,7 @@ mod tests {
         .await;
         let all = instances(store.as_ref()).await;
         assert_bound_through_offers(&all);
-        assert_not_over_allocated(&list::<Node>(store.as_ref()).await, &all, 0);
+        check_no_double_allocation(0, &list::<Node>(store.as_ref()).await, &all);
         let consumed: HashSet<String> = all
             .iter()
             .filter_map(|i| {
@@ -1851,7 +1794,7 @@ mod tests {
                 }
             }
             let all = instances(store.as_ref()).await;
-            assert_not_over_allocated(&nodes, &all, round);
+            check_no_double_allocation(round, &nodes, &all);
             assert_bound_through_offers(&all);
             placed.extend(
                 all.iter()

@@ -30,7 +30,7 @@ pub mod broker;
 pub mod drf;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

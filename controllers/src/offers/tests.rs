@@ -16,7 +16,7 @@ use pacer_store::ListOptions;
 use pacer_store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 
-use super::accept::{AcceptError, AcceptFailure, Accepted, accept, plan_accept};
+use super::accept::{AcceptError, AcceptFailure, Accepted, OFFER_ANNOTATION, accept, plan_accept};
 use super::*;
 use crate::placement::Scalars;
 use crate::rounds::ManualClock;
@@ -557,9 +557,33 @@ impl Rng {
     }
 }
 
-/// Per node: what its bound, non-terminal instances hold, and that no host port is held
-/// twice. Panics naming the round on an over-allocation.
-fn check_no_double_allocation(round: usize, nodes: &[Node], instances: &[Instance]) {
+/// Per node: what its bound, non-terminal instances hold fits in its allocatable, and no host
+/// port is held twice. Panics naming the round and listing the node's instances (with the
+/// offer each consumed) on an over-allocation.
+pub(crate) fn check_no_double_allocation(round: usize, nodes: &[Node], instances: &[Instance]) {
+    let on = |node: &str| -> Vec<String> {
+        instances
+            .iter()
+            .filter(|i| i.spec.node_name.as_deref() == Some(node) && !i.phase().is_terminal())
+            .map(|i| {
+                let offer = i
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(OFFER_ANNOTATION))
+                    .cloned()
+                    .unwrap_or_default();
+                format!(
+                    "{}/{} via {offer} (role {:?}, rv {:?}, ports {:?})",
+                    i.metadata.namespace_str(),
+                    i.metadata.name_str(),
+                    i.spec.role,
+                    i.metadata.resource_version,
+                    i.spec.host_ports
+                )
+            })
+            .collect()
+    };
     let mut used: HashMap<&str, Scalars> = HashMap::new();
     let mut ports: HashSet<(&str, i32)> = HashSet::new();
     for instance in instances {
@@ -575,7 +599,8 @@ fn check_no_double_allocation(round: usize, nodes: &[Node], instances: &[Instanc
         for port in instance.spec.host_ports.iter().flatten() {
             assert!(
                 ports.insert((node, *port)),
-                "round {round}: host port {port} on {node} held twice"
+                "round {round}: host port {port} on {node} held twice: {:#?}",
+                on(node)
             );
         }
     }
@@ -584,8 +609,9 @@ fn check_no_double_allocation(round: usize, nodes: &[Node], instances: &[Instanc
         if let Some(used) = used.get(node.metadata.name_str()) {
             assert!(
                 used.fits_in(&allocatable),
-                "round {round}: node {} over-allocated: {used:?} > {allocatable:?}",
-                node.metadata.name_str()
+                "round {round}: node {} over-allocated: {used:?} > {allocatable:?}: {:#?}",
+                node.metadata.name_str(),
+                on(node.metadata.name_str())
             );
         }
     }
