@@ -232,7 +232,8 @@ impl Watcher {
 
     /// The frame of a feed change: the shared frame, or a one-row table.
     fn encode(&self, change: &FeedEvent, event_type: EventType) -> Bytes {
-        match change.object().filter(|_| self.table) {
+        // Only a table watcher needs the decoded object; the others share the raw frame.
+        match self.table.then(|| change.object()).flatten() {
             Some(object) => self.table_frame(event_type, object),
             None => change.frame(event_type),
         }
