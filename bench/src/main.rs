@@ -28,6 +28,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// The allocator of the `pacer` binary, so that in-process baselines (the raw embedded store)
+/// run on the same allocator as the control plane they are compared with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line of `pacer-bench`.
 #[derive(Debug, Parser)]
 #[command(
