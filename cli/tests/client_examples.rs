@@ -42,7 +42,7 @@ fn batch_runner_launches_its_jobs_through_offers_and_unregisters() {
     let mut child = Command::new(example("batch_runner"))
         .env("PACER_SERVER", &server.url)
         .env("JOBS", "3")
-        .env("JOB_COMMAND", "true")
+        .env("JOB_COMMAND", "sleep 1")
         .env("FRAMEWORK", "e2e-batch")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -84,7 +84,7 @@ fn batch_runner_launches_its_jobs_through_offers_and_unregisters() {
         assert_eq!(instance["spec"]["nodeName"], node, "{instance:#}");
         assert_eq!(
             instance["status"]["phase"], "Finished",
-            "{job} (`true`) should have finished: {instance:#}"
+            "{job} (`sleep 1`) should have finished: {instance:#}"
         );
     }
     // The Framework is gone.
