@@ -10,12 +10,12 @@
 
 mod support;
 
+use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{PACER, Server};
+use support::{KillOnDrop, PACER, Server};
 
 /// The built example `name`, next to the `pacer` binary.
 fn example(name: &str) -> PathBuf {
@@ -33,42 +33,59 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Starts example `name` against `server` with `env`, its stdout and stderr in
+/// `<server dir>/<name>.stdout` and `.stderr`; killed on drop.
+fn start_example(server: &Server, name: &str, env: &[(&str, &str)]) -> KillOnDrop {
+    let output =
+        |stream: &str| File::create(server.dir().join(format!("{name}.{stream}"))).unwrap();
+    let child = Command::new(example(name))
+        .env("PACER_SERVER", &server.url)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(output("stdout"))
+        .stderr(output("stderr"))
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// What example `name` wrote to `stream` (`stdout` or `stderr`).
+fn example_output(server: &Server, name: &str, stream: &str) -> String {
+    std::fs::read_to_string(server.dir().join(format!("{name}.{stream}"))).unwrap_or_default()
+}
+
 #[test]
 fn batch_runner_launches_its_jobs_through_offers_and_unregisters() {
     let server = Server::dev_with_agent();
     server.eventually("the local agent's node", || {
         (!server.list("/apis/pacer.dev/v1/nodes").is_empty()).then_some(())
     });
-    let mut child = Command::new(example("batch_runner"))
-        .env("PACER_SERVER", &server.url)
-        .env("JOBS", "3")
-        .env("JOB_COMMAND", "sleep 1")
-        .env("FRAMEWORK", "e2e-batch")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "batch_runner did not finish in 90 s; its stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut runner = start_example(
+        &server,
+        "batch_runner",
+        &[
+            ("JOBS", "3"),
+            ("JOB_COMMAND", "sleep 1"),
+            ("FRAMEWORK", "e2e-batch"),
+        ],
+    );
+    let status = support::eventually(
+        "batch_runner to finish",
+        || {
+            format!(
+                "its stderr:\n{}\nserver log:\n{}",
+                example_output(&server, "batch_runner", "stderr"),
+                server.log()
+            )
+        },
+        || runner.0.try_wait().unwrap(),
+    );
+    let stdout = example_output(&server, "batch_runner", "stdout");
     assert!(
-        output.status.success(),
-        "batch_runner failed ({}); stdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        status.success(),
+        "batch_runner failed ({status}); stdout:\n{stdout}\nstderr:\n{}",
+        example_output(&server, "batch_runner", "stderr")
     );
 
     // It printed `job<TAB>node` for each of its 3 jobs, each of which ran to its end there.
@@ -96,14 +113,7 @@ fn batch_runner_launches_its_jobs_through_offers_and_unregisters() {
 #[test]
 fn label_defaulter_labels_an_app_without_a_team() {
     let server = Server::dev();
-    let mut controller = Command::new(example("label_defaulter"))
-        .env("PACER_SERVER", &server.url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut controller = start_example(&server, "label_defaulter", &[]);
     server.create(
         "/apis/pacer.dev/v1/namespaces/default/apps",
         &json!({"apiVersion": "pacer.dev/v1", "kind": "App",
@@ -114,8 +124,7 @@ fn label_defaulter_labels_an_app_without_a_team() {
         let app = server.get_json("/apis/pacer.dev/v1/namespaces/default/apps/unlabelled");
         (app["metadata"]["labels"]["team"] == "unknown").then_some(app)
     });
-    controller.kill().unwrap();
-    controller.wait().unwrap();
+    controller.kill();
     assert_eq!(labelled["metadata"]["labels"]["team"], "unknown");
     server.assert_no_unexpected_errors(&[]);
 }
