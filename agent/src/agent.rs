@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::desired::Desired;
 use crate::launch::{InstanceKey, Launch, LaunchContext};
 use crate::node::now;
 use crate::reconcile::{self, Local, Step, decide};
@@ -57,7 +58,7 @@ enum Outcome {
 pub struct NodeAgent {
     node: String,
     context: Arc<StepContext>,
-    desired: HashMap<InstanceKey, Instance>,
+    desired: Desired,
     listing: Option<HashMap<InstanceKey, Instance>>,
     synced: bool,
     local: HashMap<InstanceKey, Local>,
@@ -87,7 +88,7 @@ impl NodeAgent {
                 exits: exits_tx,
                 writes,
             }),
-            desired: HashMap::new(),
+            desired: Desired::default(),
             listing: None,
             synced: false,
             local: HashMap::new(),
@@ -168,7 +169,8 @@ impl NodeAgent {
                 listing.insert(InstanceKey::of(&instance), instance);
             }
             Event::InitDone => {
-                self.desired = self.listing.take().unwrap_or_default();
+                self.desired
+                    .replace_all(self.listing.take().unwrap_or_default());
                 if !self.synced {
                     tracing::info!(node = %self.node, instances = self.desired.len(), "instances of this node listed");
                 }
@@ -176,13 +178,11 @@ impl NodeAgent {
                 self.reconcile_all();
             }
             Event::Apply(instance) => {
-                let key = InstanceKey::of(&instance);
-                self.desired.insert(key.clone(), instance);
+                let key = self.desired.apply(instance);
                 self.reconcile(&key);
             }
             Event::Delete(instance) => {
-                let key = InstanceKey::of(&instance);
-                self.desired.remove(&key);
+                let key = self.desired.remove(&instance);
                 self.reconcile(&key);
             }
         }
@@ -235,24 +235,8 @@ impl NodeAgent {
     /// already delivered a newer one (or its deletion), so that the next decision does not
     /// repeat the write before the watch catches up.
     fn remember(&mut self, written: Option<Instance>) {
-        let Some(written) = written else {
-            return;
-        };
-        let key = InstanceKey::of(&written);
-        let Some(current) = self.desired.get(&key) else {
-            return;
-        };
-        let version = |instance: &Instance| {
-            instance
-                .metadata
-                .resource_version
-                .as_deref()
-                .and_then(|version| version.parse::<u64>().ok())
-        };
-        if let (Some(current), Some(new)) = (version(current), version(&written))
-            && new > current
-        {
-            self.desired.insert(key, written);
+        if let Some(written) = written {
+            self.desired.remember(written);
         }
     }
 

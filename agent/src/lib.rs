@@ -12,11 +12,13 @@
 //! Layout: `launch.rs` turns an Instance into what a runtime starts (command, Marathon's
 //! environment, ports, limits, labels); `runtime/` holds the [`runtime::Runtime`] trait and its
 //! three implementations; `reconcile.rs` the pure decisions; `agent.rs` the per-node loop;
+//! `desired.rs` the Instances it keeps, which never go back to an older version;
 //! `node.rs` registration and the lease; `machine.rs` what the machine has; `health/` the
 //! health and readiness checks the agent runs next to its instances; `log_endpoint.rs` the
 //! HTTP endpoint the API server proxies `pacer logs` to.
 
 pub mod agent;
+pub mod desired;
 pub mod fleet;
 pub mod health;
 pub mod launch;
