@@ -111,6 +111,15 @@ pub fn set_meta(object: &mut Value, meta: &ObjectMeta) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Sets one annotation of the object (400 when its metadata has the wrong shape).
+pub fn set_annotation(object: &mut Value, key: &str, value: &str) -> Result<(), ApiError> {
+    let mut meta = meta(object)?;
+    meta.annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_owned(), value.to_owned());
+    set_meta(object, &meta)
+}
+
 /// `metadata.name`, or `""`.
 pub fn name(object: &Value) -> &str {
     object

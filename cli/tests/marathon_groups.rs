@@ -72,6 +72,9 @@ wait("the group to run", lambda: settled(
     {"/e2eg/shop/web": 1, "/e2eg/shop/api": 2, "/e2eg/shop/db/pg": 1}))
 
 created_version = client.get_group(GROUP).version
+# One group change is one version, carried by every app it made.
+app_versions = {app.id: app.version for app in all_apps(client.get_group(GROUP))}
+assert set(app_versions.values()) == {created_version}, (created_version, app_versions)
 
 top = [group.id for group in client.list_groups()]
 assert "/e2eg" in top, top

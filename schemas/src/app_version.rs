@@ -31,6 +31,14 @@ use crate::time::Time;
 /// Marathon's `POST /v2/apps/{id}/restart`.
 pub const RESTARTED_AT_ANNOTATION: &str = "pacer.dev/restartedAt";
 
+/// The annotation a write puts on an App to ask that the version its change makes carry this
+/// version string (RFC 3339 with milliseconds) rather than the time the deployment controller
+/// sees the change. A `/v2/groups` write stamps one version on every app it changes, so a
+/// group change is one version across its apps, as in Marathon. The controller takes it only
+/// when it is later than the App's latest version (a stale one, left from an earlier change,
+/// is ignored).
+pub const REQUESTED_VERSION_ANNOTATION: &str = "pacer.dev/requestedVersion";
+
 /// The label on Instances naming the config version they run, in label-safe form (see
 /// [`AppVersion::version_label`]): `pacer.dev/app-version=20150925T151348.343Z`.
 pub const APP_VERSION_LABEL: &str = "pacer.dev/app-version";

@@ -15,7 +15,7 @@
 //! deployment lock) before writing any, then write app by app: a change that races them can
 //! still leave the earlier apps written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -253,11 +253,7 @@ pub async fn post_path(
     let restarted_at = app_json::now_version();
     let written = write::guaranteed_update(&request, Subresource::Main, true, |current| {
         let mut new = current.clone();
-        let mut meta = object::meta(current)?;
-        meta.annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(RESTARTED_AT_ANNOTATION.to_owned(), restarted_at.clone());
-        object::set_meta(&mut new, &meta)?;
+        object::set_annotation(&mut new, RESTARTED_AT_ANNOTATION, &restarted_at)?;
         Ok(new)
     })
     .await;

@@ -23,7 +23,7 @@ pub fn now() -> Time {
 }
 
 /// A fresh Marathon version string, strictly after `after` (a previous version of the App).
-pub fn next_version(after: Option<&str>) -> String {
+fn next_version(after: Option<&str>) -> String {
     let mut at = jiff::Timestamp::now();
     if let Some(previous) = after.and_then(|text| text.parse::<jiff::Timestamp>().ok()) {
         let floor = previous
@@ -34,6 +34,23 @@ pub fn next_version(after: Option<&str>) -> String {
         }
     }
     AppVersion::version_string(at)
+}
+
+/// The version a new change gets when asked for `requested` (see
+/// [`REQUESTED_VERSION_ANNOTATION`](pacer_schemas::app_version::REQUESTED_VERSION_ANNOTATION)):
+/// that version when it is one and later than `after`, else [`next_version`].
+pub fn requested_or_next_version(requested: Option<&str>, after: Option<&str>) -> String {
+    let requested = requested.and_then(|text| text.parse::<jiff::Timestamp>().ok());
+    let after_time = after.and_then(|text| text.parse::<jiff::Timestamp>().ok());
+    match requested {
+        Some(at)
+            if after_time
+                .is_none_or(|previous| at.as_millisecond() > previous.as_millisecond()) =>
+        {
+            AppVersion::version_string(at)
+        }
+        _ => next_version(after),
+    }
 }
 
 /// Metadata of a new object, filled as the API server fills it on create.
@@ -255,6 +272,24 @@ mod tests {
         assert!(second > first, "{first} < {second}");
         let future = "2999-01-01T00:00:00.000Z";
         assert_eq!(next_version(Some(future)), "2999-01-01T00:00:00.001Z");
+    }
+
+    #[test]
+    fn a_requested_version_is_taken_only_when_later_than_the_latest() {
+        let first = "2026-01-01T00:00:00.100Z";
+        assert_eq!(requested_or_next_version(Some(first), None), first);
+        let later = "2026-01-01T00:00:00.101Z";
+        assert_eq!(requested_or_next_version(Some(later), Some(first)), later);
+        // Stale (left from the change that made `first`), or not a version: a fresh one.
+        for requested in [
+            Some(first),
+            Some("2025-12-31T00:00:00.000Z"),
+            Some("soon"),
+            None,
+        ] {
+            let version = requested_or_next_version(requested, Some(first));
+            assert!(version.as_str() > first, "{requested:?} gave {version}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! rules as any write), the deployment lock is checked for all of them, and only then are the
 //! resulting objects committed — in one store transaction, a compare-and-swap per App (absent
 //! for a create, its `mod_revision` otherwise), so a group of up to [`CHANGES_PER_TXN`] apps
-//! changes atomically and an invalid or locked app writes nothing.
+//! changes atomically and an invalid or locked app writes nothing. Every app the change
+//! creates or whose spec it changes asks for one version (`REQUESTED_VERSION_ANNOTATION`), so
+//! the deployment controller gives the whole group change a single version, as Marathon does.
 //!
 //! A larger group is committed in several such transactions, one after the other: a failure
 //! between two of them leaves the earlier ones written. Changes are idempotent (a create of an
@@ -15,6 +17,7 @@
 use std::collections::BTreeSet;
 
 use axum::body::Body;
+use pacer_schemas::app_version::REQUESTED_VERSION_ANNOTATION;
 use pacer_schemas::dependency::{cycle_text, cycle_through};
 use pacer_schemas::{App, MarathonId};
 use pacer_store::key::MAX_TXN_OPS;
@@ -86,7 +89,9 @@ pub async fn apply(
     dry_run: bool,
 ) -> Result<Applied, MarathonError> {
     for attempt in 1..=MAX_ATTEMPTS {
-        let prepared = prepare_all(state, changes, force, dry_run).await?;
+        // One version for every app the change touches, as Marathon gives a group change.
+        let version = app_json::now_version();
+        let prepared = prepare_all(state, changes, &version, force, dry_run).await?;
         if dry_run {
             let actions: Vec<Value> = prepared
                 .iter()
@@ -122,13 +127,14 @@ pub async fn apply(
 async fn prepare_all(
     state: &ApiState,
     changes: &[Change],
+    version: &str,
     force: bool,
     dry_run: bool,
 ) -> Result<Vec<Prepared>, MarathonError> {
     let mut prepared = Vec::with_capacity(changes.len());
     let mut locked = BTreeSet::new();
     for change in changes {
-        if let Some(ready) = prepare(state, change, force, dry_run, &mut locked).await? {
+        if let Some(ready) = prepare(state, change, version, force, dry_run, &mut locked).await? {
             prepared.push(ready);
         }
     }
@@ -185,10 +191,12 @@ async fn check_cycles(state: &ApiState, prepared: &[Prepared]) -> Result<(), Mar
     Ok(())
 }
 
-/// One change through the write path (dry run); `None` when it changes nothing.
+/// One change through the write path (dry run); `None` when it changes nothing. A created
+/// App, or one whose spec changes, asks for `version` ([`REQUESTED_VERSION_ANNOTATION`]).
 async fn prepare(
     state: &ApiState,
     change: &Change,
+    version: &str,
     force: bool,
     dry_run: bool,
     locked: &mut BTreeSet<String>,
@@ -207,7 +215,10 @@ async fn prepare(
                 id: id.clone(),
                 fields: fields.clone(),
             };
-            let object = app_json::to_object(&definition).map_err(|error| at_path(error, path))?;
+            let mut object =
+                app_json::to_object(&definition).map_err(|error| at_path(error, path))?;
+            object::set_annotation(&mut object, REQUESTED_VERSION_ANNOTATION, version)
+                .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), path))?;
             let written = write::create_value(&request, object, None)
                 .await
                 .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), path))?;
@@ -230,6 +241,7 @@ async fn prepare(
                 fields,
                 partial: false,
                 path,
+                version,
             };
             update.prepare(check_lock, locked).await
         }
@@ -240,6 +252,7 @@ async fn prepare(
                 fields,
                 partial: true,
                 path: "",
+                version,
             };
             update.prepare(check_lock, locked).await
         }
@@ -257,6 +270,8 @@ struct Update<'a> {
     fields: &'a serde_json::Map<String, Value>,
     partial: bool,
     path: &'a str,
+    /// The version a spec change asks for.
+    version: &'a str,
 }
 
 impl Update<'_> {
@@ -266,12 +281,12 @@ impl Update<'_> {
         locked: &mut BTreeSet<String>,
     ) -> Result<Option<Prepared>, MarathonError> {
         let id = app_json::app_id(&apps::decode_app(self.current)?)?;
-        let written = write::guaranteed_update(self.request, Subresource::Main, false, |stored| {
-            Ok(app_json::updated_object(stored, self.fields, self.partial))
-        })
-        .await
-        .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), self.path))?;
-        let new = written.object;
+        // With the version asked for first; a change that leaves the spec alone asks for
+        // none (it makes no new version), and may then change nothing at all.
+        let mut new = self.dry_run(&id, Some(self.version)).await?;
+        if new.get("spec") == self.current.get("spec") {
+            new = self.dry_run(&id, None).await?;
+        }
         if &new == self.current {
             return Ok(None);
         }
@@ -305,6 +320,24 @@ impl Update<'_> {
             },
             path: self.path.to_owned(),
         }))
+    }
+
+    /// The updated App as the write path would store it, asking for `version` if given.
+    async fn dry_run(
+        &self,
+        id: &MarathonId,
+        version: Option<&str>,
+    ) -> Result<Value, MarathonError> {
+        let written = write::guaranteed_update(self.request, Subresource::Main, false, |stored| {
+            let mut new = app_json::updated_object(stored, self.fields, self.partial);
+            if let Some(version) = version {
+                object::set_annotation(&mut new, REQUESTED_VERSION_ANNOTATION, version)?;
+            }
+            Ok(new)
+        })
+        .await
+        .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), self.path))?;
+        Ok(written.object)
     }
 }
 
