@@ -32,7 +32,14 @@
 //!   [`PlacementConfig::suppress_after`] without a pending instance that accepts its role, so
 //!   an idle cluster does not churn offers for it and other frameworks get every node; cleared
 //!   as soon as one is pending. An offer's candidate role is the node's reservation, so
-//!   unreserved resources offered to a role's framework take instances of role `*` too.
+//!   unreserved resources offered to a role's framework take instances of role `*` too;
+//! * declines — when a round leaves instances pending, each open offer it placed nothing on
+//!   is declined ([`decline_unit`], `refuseSeconds` [`PlacementConfig::decline_refuse`]), so
+//!   other frameworks get those nodes now instead of when the offers expire. The broker's
+//!   filter lapses early when the node frees resources; and when an instance is pending that
+//!   was not at the last decline (new work), the controller revives its frameworks that hold
+//!   filters (`spec.reviveCount` + 1, a new generation), which drops them (Mesos' DECLINE with
+//!   filters and REVIVE, as Marathon uses them).
 //!
 //! Reasons: what the offers could not take is explained again on a view from the nodes
 //! ([`ClusterView::from_nodes`], with this round's placements counted) on which nodes without
@@ -71,6 +78,7 @@ use crate::deployment::writes::{KeyWrite, Unit, write_units};
 use crate::events::{EventDraft, involved, next_record};
 use crate::informers::{Applied, Change, Changes, Informer, Informers, caught_up};
 use crate::offers::accept::{MAX_BINDINGS, annotate_offer, bind_unit};
+use crate::offers::decline::decline_unit;
 use crate::placement::view::{UNRESERVED_ROLE, is_pending};
 use crate::placement::{
     Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Reason, Scalars, Strategy,
@@ -130,11 +138,16 @@ pub struct PlacementConfig {
     /// How long an instance that a node not offered to the framework would take waits for an
     /// offer before it is reported unschedulable.
     pub offer_wait: Duration,
+    /// How long an offer it declines keeps its node from the framework (`refuseSeconds`; like
+    /// Marathon's `--decline_offer_duration`). Shorter when the node frees resources, and
+    /// ended by the revive that new pending instances trigger.
+    pub decline_refuse: Duration,
 }
 
 impl Default for PlacementConfig {
     /// 50 ms debounce, 30 s resync, 128 per transaction, spread, Events repeated at most once
-    /// a minute, 5 s cache-sync timeout, suppressed after 3 s idle, 5 s wait for offers.
+    /// a minute, 5 s cache-sync timeout, suppressed after 3 s idle, 5 s wait for offers,
+    /// declines refused for 30 s.
     fn default() -> Self {
         Self {
             debounce: Duration::from_millis(50),
@@ -145,6 +158,7 @@ impl Default for PlacementConfig {
             cache_sync_timeout: Duration::from_secs(5),
             suppress_after: Duration::from_secs(3),
             offer_wait: Duration::from_secs(5),
+            decline_refuse: Duration::from_secs(30),
         }
     }
 }
@@ -171,6 +185,8 @@ pub struct RoundStats {
     pub unplaced: usize,
     /// Of those, the ones waiting for an offer (not reported yet).
     pub waiting: usize,
+    /// Open offers declined: no pending instance fits them.
+    pub declined: usize,
     /// Units of writes dropped because an offer or instance changed meanwhile.
     pub conflicts: usize,
     /// Status-only writes (unschedulable conditions).
@@ -194,6 +210,9 @@ pub struct PlacementController {
     waiting: HashMap<ObjectKey, Instant>,
     /// Per role of its frameworks: since when no pending instance has accepted the role.
     idle_since: HashMap<String, Instant>,
+    /// The instances that were pending when it last declined offers: one pending that is not
+    /// among them is new work, for which it revives (drops its decline filters).
+    declined_for: HashSet<ObjectKey>,
 }
 
 /// The shared informers it reads.
@@ -265,6 +284,7 @@ impl PlacementController {
             reported: HashMap::new(),
             waiting: HashMap::new(),
             idle_since: HashMap::new(),
+            declined_for: HashSet::new(),
         }
     }
 
@@ -341,6 +361,7 @@ impl PlacementController {
                     deferred = stats.deferred,
                     unplaced = stats.unplaced,
                     waiting = stats.waiting,
+                    declined = stats.declined,
                     conflicts = stats.conflicts,
                     status_writes = stats.status_writes,
                     events = stats.events,
@@ -426,12 +447,17 @@ impl PlacementController {
             .flat_map(|pending| pending.requirements.roles.iter().map(String::as_str))
             .filter(|role| *role == UNRESERVED_ROLE || reserved.contains(role))
             .collect();
+        // New work since its last declines: revive, so the declined nodes are offered again.
+        let revive = pending
+            .iter()
+            .any(|instance| !self.declined_for.contains(&instance_key(instance)));
         let own = self
-            .steer_frameworks(caches, &wanted, leadership, &mut outcome)
+            .steer_frameworks(caches, &wanted, revive, leadership, &mut outcome)
             .await?;
         if pending.is_empty() {
             self.reported.clear();
             self.waiting.clear();
+            self.declined_for.clear();
             return Ok(outcome);
         }
         let now = now();
@@ -473,6 +499,31 @@ impl PlacementController {
             offers: open.len(),
             ..RoundStats::default()
         };
+        // Instances left that none of these offers take: the unused offers are declined, so
+        // their nodes go to other frameworks now rather than when the offers expire.
+        let mut declines = Vec::new();
+        if !plan.unplaced.is_empty() {
+            for offer in &open {
+                let name = offer.metadata.name_str();
+                if groups.contains_key(name) {
+                    continue;
+                }
+                declines.push(decline_unit(
+                    offer,
+                    object_revision(*offer).unwrap_or(0),
+                    offer.spec.framework.as_deref().unwrap_or(FRAMEWORK),
+                    self.config.decline_refuse.as_secs_f64(),
+                    "no pending instance fits the offer",
+                )?);
+                stats.declined += 1;
+            }
+            if stats.declined > 0 {
+                self.declined_for = pending
+                    .iter()
+                    .map(|instance| instance_key(instance))
+                    .collect();
+            }
+        }
         let mut placed_now: Vec<BoundInstance> = Vec::with_capacity(plan.bindings.len());
         for (offer_name, group) in groups {
             let Some(offer) = offers_by_name.get(offer_name) else {
@@ -504,6 +555,7 @@ impl PlacementController {
             ));
         }
         let accepts = units.len();
+        units.extend(declines);
 
         // What the offers could not take: explained on the nodes, reported now or after the
         // offer wait.
@@ -631,14 +683,18 @@ impl PlacementController {
 
     /// Registers and steers its frameworks: the one of role `*` ([`FRAMEWORK`]) always exists,
     /// and one per other role in `wanted` (the roles pending instances accept) is created when
-    /// absent. Each one's `spec.suppressed` is false while a pending instance accepts its role,
+    /// absent. With `revive` (new work since the last declines), an unsuppressed one that holds
+    /// decline filters gets `spec.reviveCount` + 1, which drops them. Each one's
+    /// `spec.suppressed` is false while a pending instance accepts its role,
     /// and true after [`PlacementConfig::suppress_after`] without one (the end of that wait
-    /// becomes the round's deadline; one created with nothing to place starts suppressed). Only `suppressed` is ever changed on an existing
+    /// becomes the round's deadline; one created with nothing to place starts suppressed). Only
+    /// `suppressed` and `reviveCount` are ever changed on an existing
     /// framework. Returns the names of its frameworks, whose offers it places on.
     async fn steer_frameworks(
         &mut self,
         caches: &Caches,
         wanted: &BTreeSet<&str>,
+        revive: bool,
         leadership: Option<&Leadership>,
         outcome: &mut Outcome,
     ) -> Result<HashSet<String>, PlacementError> {
@@ -706,11 +762,23 @@ impl PlacementController {
                     let write = KeyWrite::create(key.clone(), encode_at(&key, &framework)?);
                     (name, write, "create")
                 }
-                Some(framework) if framework.spec.suppressed.unwrap_or(false) != suppress => {
+                Some(framework)
+                    if framework.spec.suppressed.unwrap_or(false) != suppress
+                        || (revive && !suppress && has_filters(framework)) =>
+                {
                     let name = framework.metadata.name_str().to_owned();
                     let key = registry_key::<Framework>(None, &name);
                     let mut updated = (**framework).clone();
+                    let what = if framework.spec.suppressed.unwrap_or(false) != suppress {
+                        if suppress { "suppress" } else { "revive" }
+                    } else {
+                        // Unsuppressed already: only the filters go.
+                        updated.spec.revive_count =
+                            Some(framework.spec.revive_count.unwrap_or(0) + 1);
+                        "revive"
+                    };
                     updated.spec.suppressed = Some(suppress);
+                    // Any spec change ends the decline filters (a new generation).
                     updated.metadata.generation =
                         Some(framework.metadata.generation.unwrap_or(0) + 1);
                     updated.metadata.resource_version = None;
@@ -719,7 +787,7 @@ impl PlacementController {
                         object_revision(framework.as_ref()).unwrap_or(0),
                         encode_at(&key, &updated)?,
                     );
-                    (name, write, if suppress { "suppress" } else { "revive" })
+                    (name, write, what)
                 }
                 Some(_) => continue,
             };
@@ -841,6 +909,14 @@ fn open_for_placement(offer: &Offer, own: &HashSet<String>, now: Time) -> bool {
             .spec
             .expires_at
             .is_none_or(|at| at.timestamp().as_second() > margin)
+}
+
+/// Whether the broker keeps some node from `framework` for a decline of it.
+fn has_filters(framework: &Framework) -> bool {
+    framework
+        .status
+        .as_ref()
+        .is_some_and(|status| !status.filters.is_empty())
 }
 
 /// Whether `framework` is one the placement controller registered (its label).
@@ -1909,6 +1985,106 @@ mod tests {
             suppressed().await == Some(true) && offers_of(FRAMEWORK).await == 0
         })
         .await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        broker.await.unwrap().unwrap();
+    }
+
+    /// Mesos' DECLINE and REVIVE: offers no pending instance fits are declined at once (here
+    /// placement's own offers would otherwise stay open for 600 s), so the external framework
+    /// gets those nodes; a new pending instance revives placement, which drops its filters
+    /// (refusing for 600 s here) and places it.
+    #[tokio::test]
+    async fn declines_offers_nothing_fits_and_revives_for_new_work() {
+        let (_dir, store) = store();
+        for index in 1..=2 {
+            add_node(store.as_ref(), &format!("n{index}"), "r1").await;
+        }
+        let batch_key = "/registry/frameworks/batch";
+        put(
+            store.as_ref(),
+            batch_key,
+            json!({"apiVersion": "pacer.dev/v1", "kind": "Framework",
+                   "metadata": {"name": "batch"},
+                   "spec": {"role": "batch", "offerTimeoutSeconds": 600}}),
+        )
+        .await;
+        // Placement's own framework, registered ahead with a long offer timeout (kept).
+        put(
+            store.as_ref(),
+            &format!("/registry/frameworks/{FRAMEWORK}"),
+            json!({"apiVersion": "pacer.dev/v1", "kind": "Framework",
+                   "metadata": {"name": FRAMEWORK, "generation": 1},
+                   "spec": {"role": "*", "offerTimeoutSeconds": 600}}),
+        )
+        .await;
+        add_instance(
+            store.as_ref(),
+            "huge.1",
+            "huge",
+            json!({"cmd": "sleep 1000", "cpus": 64, "mem": 256}),
+        )
+        .await;
+        let shutdown = CancellationToken::new();
+        let broker = start_broker(&store, &shutdown);
+        let controller = PlacementController::new(
+            Arc::clone(&store),
+            Informers::new(Arc::clone(&store)),
+            PlacementConfig {
+                decline_refuse: Duration::from_secs(600),
+                ..config()
+            },
+        );
+        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let offers_of = |framework: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                list::<Offer>(store.as_ref())
+                    .await
+                    .into_iter()
+                    .filter(|offer| offer.spec.framework.as_deref() == Some(framework))
+                    .count()
+            }
+        };
+        let placement = || async {
+            list::<Framework>(store.as_ref())
+                .await
+                .into_iter()
+                .find(|framework| framework.metadata.name_str() == FRAMEWORK)
+                .unwrap()
+        };
+        eventually(
+            "placement's offers declined, batch offered both nodes",
+            || async { offers_of("batch").await == 2 && offers_of(FRAMEWORK).await == 0 },
+        )
+        .await;
+        let filters = placement().await.status.unwrap().filters;
+        assert!(!filters.is_empty(), "placement's declines leave filters");
+        assert!(instances(store.as_ref()).await[0].spec.node_name.is_none());
+
+        // batch goes: its offers are rescinded, and the filters keep the nodes from placement.
+        let batch = store.get(batch_key).await.unwrap().unwrap();
+        store.delete(batch_key, batch.mod_revision).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(offers_of(FRAMEWORK).await, 0, "the filters hold");
+
+        add_instance(
+            store.as_ref(),
+            "small.1",
+            "small",
+            json!({"cmd": "sleep 1000", "cpus": 1, "mem": 256}),
+        )
+        .await;
+        eventually("the new instance bound after a revive", || async {
+            instances(store.as_ref())
+                .await
+                .iter()
+                .any(|i| i.metadata.name_str() == "small.1" && i.spec.node_name.is_some())
+        })
+        .await;
+        let revived = placement().await;
+        assert_eq!(revived.spec.revive_count, Some(1), "{revived:#?}");
+        assert_bound_through_offers(&instances(store.as_ref()).await);
         shutdown.cancel();
         task.await.unwrap().unwrap();
         broker.await.unwrap().unwrap();

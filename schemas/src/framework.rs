@@ -101,6 +101,12 @@ pub struct FrameworkSpec {
     /// Receive no offers while true (Mesos' SUPPRESS). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<bool>,
+    /// Mesos' REVIVE: raising it drops every decline filter of the framework, so declined
+    /// nodes are offered to it again at once (a framework does so when it has new work).
+    /// Any change of the spec does the same: a filter lasts only while the registration it
+    /// was made under (`metadata.generation`) does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revive_count: Option<i64>,
 }
 
 impl FrameworkSpec {
@@ -124,7 +130,10 @@ impl FrameworkSpec {
     }
 }
 
-/// A declined node the broker does not offer to the framework again before `until`.
+/// A declined node the broker does not offer to the framework again before `until`, as Mesos
+/// filters a decline: only while what the node has to offer fits within what was declined
+/// (more free resources, say after an instance ends, are offered at once), and only while the
+/// framework's registration is the one it declined under.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeclineFilter {
@@ -132,6 +141,14 @@ pub struct DeclineFilter {
     pub node_name: String,
     /// The filter ends at this instant.
     pub until: Time,
+    /// The declined amounts (port ranges are not compared); absent: the node, whatever it
+    /// has free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// The framework's `metadata.generation` when it declined; a later one (a revive, or any
+    /// change of its spec) ends the filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 /// The offer broker's view of a framework.

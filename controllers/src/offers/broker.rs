@@ -22,7 +22,10 @@
 //!   node's free resources no longer cover it (something else was bound there), or when its
 //!   framework is gone or suppressed; it expires at `expiresAt`.
 //! * A declined offer is deleted and its node filtered from the framework for the decline's
-//!   `refuseSeconds` (default 5). An accepted one is consumed by [`accept_txn`] if its launches
+//!   `refuseSeconds` (default 5), as Mesos filters: only while what the node would offer fits
+//!   within the declined resources (freed resources are offered at once), and only while the
+//!   framework's `metadata.generation` is the one it declined under (a revive —
+//!   `spec.reviveCount` raised — or any spec change drops its filters). An accepted one is consumed by [`accept_txn`] if its launches
 //!   fit the offer, and otherwise deleted with the refusal recorded in the framework's status.
 //!
 //! [`accept_txn`]: super::accept::accept_txn
@@ -277,11 +280,12 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
     let mut filters: HashMap<&str, Vec<DeclineFilter>> = frameworks
         .iter()
         .map(|(name, framework)| {
+            let generation = framework.metadata.generation;
             let kept = framework
                 .status
                 .iter()
                 .flat_map(|status| &status.filters)
-                .filter(|filter| filter.until > now)
+                .filter(|filter| filter.until > now && filter.generation >= generation)
                 .cloned()
                 .collect();
             (*name, kept)
@@ -328,7 +332,7 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
         };
         match phase {
             OfferPhase::Declined => {
-                if let Some((name, _)) = framework {
+                if let Some((name, framework)) = framework {
                     let seconds = offer
                         .status
                         .as_ref()
@@ -337,9 +341,13 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
                     let until = add_seconds(now, seconds);
                     let list = filters.entry(name).or_default();
                     list.retain(|filter| filter.node_name != spec.node_name);
+                    let mut declined = spec.resources.clone();
+                    declined.ports = Vec::new();
                     list.push(DeclineFilter {
                         node_name: spec.node_name.clone(),
                         until,
+                        resources: Some(declined),
+                        generation: framework.metadata.generation,
                     });
                 }
                 plan.removals.push(remove(Removal::Declined));
@@ -465,9 +473,9 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
                         framework.spec.role() == role && framework.spec.suppressed != Some(true)
                     })
                     .filter(|(framework_name, _)| {
-                        filters
-                            .get(*framework_name)
-                            .is_none_or(|list| list.iter().all(|filter| filter.node_name != *name))
+                        filters.get(*framework_name).is_none_or(|list| {
+                            !list.iter().any(|filter| refuses(filter, name, &amount))
+                        })
                     })
                     .min_by_key(|(framework_name, _)| {
                         (
@@ -555,6 +563,16 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
         }
     }
     plan
+}
+
+/// Whether a decline filter keeps `amount` of node `node` from its framework: the node's, and
+/// the amount fits within what was declined.
+fn refuses(filter: &DeclineFilter, node: &str, amount: &Scalars) -> bool {
+    filter.node_name == node
+        && filter
+            .resources
+            .as_ref()
+            .is_none_or(|declined| amount.fits_in(&Scalars::from_resources(declined)))
 }
 
 /// `free` clipped to `headroom`, never negative.

@@ -8,6 +8,7 @@
 //! * [`drf`]: the pure DRF allocator (weights, quotas, reservations, progressive filling).
 //! * [`broker`]: one round as a pure function of the caches and the time.
 //! * [`accept`]: accept = bind — the checks and the one transaction that consumes an offer.
+//! * [`decline`]: the decline an in-server framework writes.
 //!
 //! [`OfferBroker`] is the round loop over the process' shared [`Informers`] of Nodes,
 //! Instances, Offers and Frameworks; a round runs on any change (debounced), at the
@@ -27,6 +28,7 @@
 
 pub mod accept;
 pub mod broker;
+pub mod decline;
 pub mod drf;
 
 #[cfg(test)]

@@ -315,6 +315,51 @@ fn declines_filter_the_node_for_refuse_seconds() {
     assert!(later.statuses[0].1.filters.is_empty());
 }
 
+/// Mesos' filters: a decline refuses only what was declined — once an instance on the node
+/// ends, the larger free amount is offered at once — and a revive (or any spec change) drops
+/// the framework's filters.
+#[test]
+fn a_decline_filter_lapses_when_the_node_frees_more_or_the_framework_revives() {
+    let nodes = [node("n0", 4.0, 4096.0, "*")];
+    let busy = [running("busy-1", "n0", "a", 2.0, 1024.0)];
+    let mut fa = framework("fa", json!({"role": "a"}));
+    fa.metadata.generation = Some(1);
+    let first = plan(at(0), &nodes, &busy, &[], std::slice::from_ref(&fa));
+    let mut offer = open_offer(&first, "n0");
+    assert_eq!(offer.spec.resources.cpus, 2.0);
+    offer.status = Some(OfferStatus {
+        phase: OfferPhase::Declined,
+        refuse_seconds: Some(60.0),
+        ..OfferStatus::default()
+    });
+    let declined = plan(
+        at(1),
+        &nodes,
+        &busy,
+        std::slice::from_ref(&offer),
+        std::slice::from_ref(&fa),
+    );
+    let filter = &declined.statuses[0].1.filters[0];
+    assert_eq!(filter.generation, Some(1));
+    assert_eq!(filter.resources.as_ref().unwrap().cpus, 2.0);
+    fa.status = Some(declined.statuses[0].1.clone());
+
+    // The same free amount stays refused.
+    let fa = [fa];
+    assert!(plan(at(2), &nodes, &busy, &[], &fa).offers.is_empty());
+    // busy-1 ended: the whole node is more than was declined, and is offered.
+    let freed = plan(at(2), &nodes, &[], &[], &fa);
+    assert_eq!(freed.offers[0].spec.resources.cpus, 4.0);
+
+    // A revive raises the generation: the filter goes, the declined amount is offered again.
+    let mut revived = fa[0].clone();
+    revived.spec.revive_count = Some(1);
+    revived.metadata.generation = Some(2);
+    let again = plan(at(3), &nodes, &busy, &[], std::slice::from_ref(&revived));
+    assert_eq!(again.offers.len(), 1, "{again:#?}");
+    assert!(again.statuses[0].1.filters.is_empty());
+}
+
 #[test]
 fn offers_expire_and_are_rescinded_when_their_node_goes() {
     let mut nodes = vec![node("n0", 4.0, 4096.0, "*"), node("n1", 4.0, 4096.0, "*")];
