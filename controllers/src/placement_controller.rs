@@ -26,7 +26,8 @@
 //! * its `Framework`s: [`FRAMEWORK`] (role `*`), and for each role that some node is reserved
 //!   for (`Node.spec.role`) and a pending instance accepts (`acceptedResourceRoles`, or the
 //!   App's `role`) one labelled [`MANAGED_BY`]` = `[`COMPONENT`] with that role
-//!   ([`role_framework_name`]) — resources reserved for a role are offered only to that role.
+//!   ([`role_framework_name`]), deleted once no node is reserved for the role — resources
+//!   reserved for a role are offered only to that role.
 //!   Each is created when absent (a user's later edits of its weight, quota or timeout are
 //!   kept), and its `spec.suppressed` — Mesos' SUPPRESS and REVIVE — set after
 //!   [`PlacementConfig::suppress_after`] without a pending instance that accepts its role, so
@@ -452,7 +453,7 @@ impl PlacementController {
             .iter()
             .any(|instance| !self.declined_for.contains(&instance_key(instance)));
         let own = self
-            .steer_frameworks(caches, &wanted, revive, leadership, &mut outcome)
+            .steer_frameworks(caches, &wanted, &reserved, revive, leadership, &mut outcome)
             .await?;
         if pending.is_empty() {
             self.reported.clear();
@@ -683,7 +684,8 @@ impl PlacementController {
 
     /// Registers and steers its frameworks: the one of role `*` ([`FRAMEWORK`]) always exists,
     /// and one per other role in `wanted` (the roles pending instances accept) is created when
-    /// absent. With `revive` (new work since the last declines), an unsuppressed one that holds
+    /// absent, and deleted once no node is `reserved` for its role. With `revive` (new work
+    /// since the last declines), an unsuppressed one that holds
     /// decline filters gets `spec.reviveCount` + 1, which drops them. Each one's
     /// `spec.suppressed` is false while a pending instance accepts its role,
     /// and true after [`PlacementConfig::suppress_after`] without one (the end of that wait
@@ -694,6 +696,7 @@ impl PlacementController {
         &mut self,
         caches: &Caches,
         wanted: &BTreeSet<&str>,
+        reserved: &HashSet<&str>,
         revive: bool,
         leadership: Option<&Leadership>,
         outcome: &mut Outcome,
@@ -720,6 +723,19 @@ impl PlacementController {
         let mut units = Vec::new();
         let mut actions = Vec::new();
         for (role, framework) in &by_role {
+            if role != UNRESERVED_ROLE && !reserved.contains(role.as_str()) {
+                // No node is reserved for the role any more: its framework goes.
+                if let Some(framework) = framework {
+                    let name = framework.metadata.name_str().to_owned();
+                    let key = registry_key::<Framework>(None, &name);
+                    let write =
+                        KeyWrite::delete(key, object_revision(framework.as_ref()).unwrap_or(0));
+                    units.push(Unit::new(format!("framework {name}: delete"), vec![write]));
+                    actions.push((name, role.clone(), "delete"));
+                }
+                self.idle_since.remove(role);
+                continue;
+            }
             let suppress = if wanted.contains(role.as_str()) {
                 self.idle_since.remove(role);
                 false
@@ -1749,6 +1765,31 @@ mod tests {
                 .any(|framework| {
                     framework.metadata.name_str() == name && framework.spec.suppressed == Some(true)
                 })
+        })
+        .await;
+        // No node is reserved for the role any more: its framework is deleted.
+        for index in 3..=4 {
+            let key = format!("/registry/nodes/n{index}");
+            let kv = store.get(&key).await.unwrap().unwrap();
+            let mut node: Value = serde_json::from_slice(&kv.value).unwrap();
+            node["spec"]["role"] = json!("*");
+            store
+                .update(
+                    &key,
+                    serde_json::to_vec(&node).unwrap(),
+                    kv.mod_revision,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        eventually("the role's framework deleted", || async {
+            let names: Vec<String> = list::<Framework>(store.as_ref())
+                .await
+                .iter()
+                .map(|framework| framework.metadata.name_str().to_owned())
+                .collect();
+            names == [FRAMEWORK]
         })
         .await;
         shutdown.cancel();
