@@ -1249,6 +1249,23 @@ mod tests {
         .await;
     }
 
+    /// Reserves the node for `role` (`*`: unreserved).
+    async fn set_node_role(store: &dyn Store, name: &str, role: &str) {
+        let key = format!("/registry/nodes/{name}");
+        let kv = store.get(&key).await.unwrap().unwrap();
+        let mut node: Value = serde_json::from_slice(&kv.value).unwrap();
+        node["spec"]["role"] = json!(role);
+        store
+            .update(
+                &key,
+                serde_json::to_vec(&node).unwrap(),
+                kv.mod_revision,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+
     async fn add_instance(store: &dyn Store, name: &str, app: &str, template: Value) {
         put(
             store,
@@ -1679,19 +1696,7 @@ mod tests {
         for index in 3..=4 {
             let name = format!("n{index}");
             add_node(store.as_ref(), &name, "r2").await;
-            let key = format!("/registry/nodes/{name}");
-            let kv = store.get(&key).await.unwrap().unwrap();
-            let mut node: Value = serde_json::from_slice(&kv.value).unwrap();
-            node["spec"]["role"] = json!("slave_public");
-            store
-                .update(
-                    &key,
-                    serde_json::to_vec(&node).unwrap(),
-                    kv.mod_revision,
-                    None,
-                )
-                .await
-                .unwrap();
+            set_node_role(store.as_ref(), &name, "slave_public").await;
         }
         let public = json!({"cmd": "sleep 1000", "cpus": 0.5, "mem": 128,
                             "acceptedResourceRoles": ["slave_public"]});
@@ -1769,19 +1774,7 @@ mod tests {
         .await;
         // No node is reserved for the role any more: its framework is deleted.
         for index in 3..=4 {
-            let key = format!("/registry/nodes/n{index}");
-            let kv = store.get(&key).await.unwrap().unwrap();
-            let mut node: Value = serde_json::from_slice(&kv.value).unwrap();
-            node["spec"]["role"] = json!("*");
-            store
-                .update(
-                    &key,
-                    serde_json::to_vec(&node).unwrap(),
-                    kv.mod_revision,
-                    None,
-                )
-                .await
-                .unwrap();
+            set_node_role(store.as_ref(), &format!("n{index}"), "*").await;
         }
         eventually("the role's framework deleted", || async {
             let names: Vec<String> = list::<Framework>(store.as_ref())
