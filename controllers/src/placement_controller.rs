@@ -34,8 +34,8 @@
 //!   an idle cluster does not churn offers for it and other frameworks get every node; cleared
 //!   as soon as one is pending. An offer's candidate role is the node's reservation, so
 //!   unreserved resources offered to a role's framework take instances of role `*` too;
-//! * declines — when a round leaves instances pending, each open offer it placed nothing on
-//!   is declined ([`decline_unit`], `refuseSeconds` [`PlacementConfig::decline_refuse`]), so
+//! * declines — when a round places nothing and leaves instances pending, each open offer is
+//!   declined ([`decline_unit`], `refuseSeconds` [`PlacementConfig::decline_refuse`]), so
 //!   other frameworks get those nodes now instead of when the offers expire. The broker's
 //!   filter lapses early when the node frees resources; and when an instance is pending that
 //!   was not at the last decline (new work), the controller revives its frameworks that hold
@@ -500,10 +500,12 @@ impl PlacementController {
             offers: open.len(),
             ..RoundStats::default()
         };
-        // Instances left that none of these offers take: the unused offers are declined, so
-        // their nodes go to other frameworks now rather than when the offers expire.
+        // A round that places nothing and leaves instances pending: none of these offers
+        // takes any of them as things stand, so they are declined and their nodes go to other
+        // frameworks now rather than when the offers expire. (A round that binds keeps them:
+        // its bindings change what constraints admit, so an offer may fit next round.)
         let mut declines = Vec::new();
-        if !plan.unplaced.is_empty() {
+        if plan.bindings.is_empty() && !plan.unplaced.is_empty() {
             for offer in &open {
                 let name = offer.metadata.name_str();
                 if groups.contains_key(name) {
