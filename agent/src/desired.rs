@@ -48,11 +48,16 @@ impl Desired {
         key
     }
 
-    /// The Instance a status write answered with: taken when it is newer than the one held,
-    /// and only for an Instance still held (one the watch has seen deleted stays deleted).
+    /// The Instance a status write answered with: taken only when it is a newer version of
+    /// the very Instance held (the same uid): one the watch has seen deleted stays deleted, and
+    /// one recreated under the same name meanwhile is not replaced by the old one's answer.
     pub fn remember(&mut self, written: Instance) {
         let key = InstanceKey::of(&written);
-        if self.instances.contains_key(&key) && self.newer_than_held(&key, &written) {
+        if self
+            .instances
+            .get(&key)
+            .is_some_and(|held| is_newer(&written, held))
+        {
             self.instances.insert(key, written);
         }
     }
@@ -194,5 +199,18 @@ mod tests {
         // A write's answer after the watch saw the deletion does not bring it back.
         desired.remember(at(4, InstancePhase::Killed));
         assert!(desired.is_empty());
+
+        // Nor does the deleted one's late answer replace the one recreated under its name.
+        let mut recreated = at(12, InstancePhase::Scheduled);
+        recreated.metadata.uid = Some("uid-2".to_owned());
+        desired.apply(recreated);
+        desired.remember(at(10, InstancePhase::Running));
+        desired.remember(at(13, InstancePhase::Running));
+        assert_eq!(phase(&desired), InstancePhase::Scheduled);
+        let key = desired.keys().next().unwrap().clone();
+        assert_eq!(
+            desired.get(&key).unwrap().metadata.uid.as_deref(),
+            Some("uid-2")
+        );
     }
 }

@@ -29,7 +29,7 @@
 //!   ([`role_framework_name`]), deleted once no node is reserved for the role — resources
 //!   reserved for a role are offered only to that role.
 //!   Each is created when absent (a user's later edits of its weight, quota or timeout are
-//!   kept), and its `spec.suppressed` — Mesos' SUPPRESS and REVIVE — set after
+//!   kept while it exists), and its `spec.suppressed` — Mesos' SUPPRESS and REVIVE — set after
 //!   [`PlacementConfig::suppress_after`] without a pending instance that accepts its role, so
 //!   an idle cluster does not churn offers for it and other frameworks get every node; cleared
 //!   as soon as one is pending. An offer's candidate role is the node's reservation, so
@@ -38,7 +38,8 @@
 //!   declined ([`decline_unit`], `refuseSeconds` [`PlacementConfig::decline_refuse`]), so
 //!   other frameworks get those nodes now instead of when the offers expire. The broker's
 //!   filter lapses early when the node frees resources; and when an instance is pending that
-//!   was not at the last decline (new work), the controller revives its frameworks that hold
+//!   was not at the last decline (new work), or Nodes or Apps changed since (their specs, or
+//!   which nodes are ready), the controller revives its unsuppressed frameworks that hold
 //!   filters (`spec.reviveCount` + 1, a new generation), which drops them (Mesos' DECLINE with
 //!   filters and REVIVE, as Marathon uses them).
 //!
@@ -79,8 +80,8 @@ use crate::deployment::writes::{KeyWrite, Unit, write_units};
 use crate::events::{EventDraft, involved, next_record};
 use crate::informers::{Applied, Change, Changes, Informer, Informers, caught_up};
 use crate::offers::accept::{MAX_BINDINGS, annotate_offer, bind_unit};
-use crate::offers::decline::decline_unit;
-use crate::placement::view::{UNRESERVED_ROLE, is_pending};
+use crate::offers::decline::{Decline, decline_unit};
+use crate::placement::view::{UNRESERVED_ROLE, is_pending, is_ready};
 use crate::placement::{
     Binding, BoundInstance, ClusterView, ObjectKey, PlacementRequest, Reason, Scalars, Strategy,
     UnplacedReason, place,
@@ -211,9 +212,52 @@ pub struct PlacementController {
     waiting: HashMap<ObjectKey, Instant>,
     /// Per role of its frameworks: since when no pending instance has accepted the role.
     idle_since: HashMap<String, Instant>,
-    /// The instances that were pending when it last declined offers: one pending that is not
-    /// among them is new work, for which it revives (drops its decline filters).
-    declined_for: HashSet<ObjectKey>,
+    /// The situation when it last declined offers (or revived): new work or changed Nodes or
+    /// Apps since make it revive (drop its decline filters).
+    last_decline: Option<Situation>,
+}
+
+/// What placement depends on besides the offers, as far as declines go: the pending
+/// instances, and the Nodes and Apps (their specs, by generation, and which nodes are ready).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Situation {
+    pending: HashSet<ObjectKey>,
+    nodes: (usize, usize, i64),
+    apps: (usize, i64),
+}
+
+impl Situation {
+    fn of(pending: &[&Instance], nodes: &[Arc<Node>], apps: &[Arc<App>]) -> Self {
+        let generations = |generation: Option<i64>| generation.unwrap_or(0);
+        Self {
+            pending: pending
+                .iter()
+                .map(|instance| instance_key(instance))
+                .collect(),
+            nodes: (
+                nodes.len(),
+                nodes.iter().filter(|node| is_ready(node)).count(),
+                nodes
+                    .iter()
+                    .map(|node| generations(node.metadata.generation))
+                    .sum(),
+            ),
+            apps: (
+                apps.len(),
+                apps.iter()
+                    .map(|app| generations(app.metadata.generation))
+                    .sum(),
+            ),
+        }
+    }
+
+    /// Whether `now` may let the declined offers take an instance: an instance pending that
+    /// was not, or Nodes or Apps changed.
+    fn calls_for_revive(&self, now: &Situation) -> bool {
+        now.nodes != self.nodes
+            || now.apps != self.apps
+            || now.pending.iter().any(|key| !self.pending.contains(key))
+    }
 }
 
 /// The shared informers it reads.
@@ -285,7 +329,7 @@ impl PlacementController {
             reported: HashMap::new(),
             waiting: HashMap::new(),
             idle_since: HashMap::new(),
-            declined_for: HashSet::new(),
+            last_decline: None,
         }
     }
 
@@ -448,18 +492,25 @@ impl PlacementController {
             .flat_map(|pending| pending.requirements.roles.iter().map(String::as_str))
             .filter(|role| *role == UNRESERVED_ROLE || reserved.contains(role))
             .collect();
-        // New work since its last declines: revive, so the declined nodes are offered again.
-        let revive = pending
-            .iter()
-            .any(|instance| !self.declined_for.contains(&instance_key(instance)));
+        // New work, or Nodes or Apps changed, since its last declines: revive, so that the
+        // declined nodes are offered again.
+        let situation = Situation::of(&pending, &nodes, &caches.apps.state());
+        let revive = self
+            .last_decline
+            .as_ref()
+            .is_none_or(|declined| declined.calls_for_revive(&situation));
         let own = self
             .steer_frameworks(caches, &wanted, &reserved, revive, leadership, &mut outcome)
             .await?;
         if pending.is_empty() {
             self.reported.clear();
             self.waiting.clear();
-            self.declined_for.clear();
+            self.last_decline = None;
             return Ok(outcome);
+        }
+        if revive {
+            // Revived (if it held filters) for this situation: not again until it changes.
+            self.last_decline = Some(situation.clone());
         }
         let now = now();
         let offers = caches.offers.state();
@@ -507,24 +558,26 @@ impl PlacementController {
         let mut declines = Vec::new();
         if plan.bindings.is_empty() && !plan.unplaced.is_empty() {
             for offer in &open {
-                let name = offer.metadata.name_str();
-                if groups.contains_key(name) {
-                    continue;
-                }
+                let framework = offer.spec.framework.as_deref().unwrap_or(FRAMEWORK);
+                let generation = caches
+                    .frameworks
+                    .get(&ObjectRef::new(framework))
+                    .and_then(|framework| framework.metadata.generation);
+                let decline = Decline {
+                    framework,
+                    generation,
+                    refuse_seconds: self.config.decline_refuse.as_secs_f64(),
+                    reason: "no pending instance fits the offer",
+                };
                 declines.push(decline_unit(
                     offer,
                     object_revision(*offer).unwrap_or(0),
-                    offer.spec.framework.as_deref().unwrap_or(FRAMEWORK),
-                    self.config.decline_refuse.as_secs_f64(),
-                    "no pending instance fits the offer",
+                    decline,
                 )?);
                 stats.declined += 1;
             }
             if stats.declined > 0 {
-                self.declined_for = pending
-                    .iter()
-                    .map(|instance| instance_key(instance))
-                    .collect();
+                self.last_decline = Some(situation);
             }
         }
         let mut placed_now: Vec<BoundInstance> = Vec::with_capacity(plan.bindings.len());
@@ -721,6 +774,7 @@ impl PlacementController {
             by_role.entry((*role).to_owned()).or_insert(None);
         }
         let now = Instant::now();
+        let wall = self::now();
         self.idle_since.retain(|role, _| by_role.contains_key(role));
         let mut units = Vec::new();
         let mut actions = Vec::new();
@@ -782,7 +836,7 @@ impl PlacementController {
                 }
                 Some(framework)
                     if framework.spec.suppressed.unwrap_or(false) != suppress
-                        || (revive && !suppress && has_filters(framework)) =>
+                        || (revive && !suppress && has_filters(framework, wall)) =>
                 {
                     let name = framework.metadata.name_str().to_owned();
                     let key = registry_key::<Framework>(None, &name);
@@ -929,12 +983,14 @@ fn open_for_placement(offer: &Offer, own: &HashSet<String>, now: Time) -> bool {
             .is_none_or(|at| at.timestamp().as_second() > margin)
 }
 
-/// Whether the broker keeps some node from `framework` for a decline of it.
-fn has_filters(framework: &Framework) -> bool {
-    framework
-        .status
-        .as_ref()
-        .is_some_and(|status| !status.filters.is_empty())
+/// Whether the broker keeps some node from `framework` for a decline of it at `now`.
+fn has_filters(framework: &Framework, now: Time) -> bool {
+    framework.status.as_ref().is_some_and(|status| {
+        status
+            .filters
+            .iter()
+            .any(|filter| filter.in_force(now, framework.metadata.generation))
+    })
 }
 
 /// Whether `framework` is one the placement controller registered (its label).
@@ -2026,6 +2082,50 @@ mod tests {
         broker.await.unwrap().unwrap();
     }
 
+    #[test]
+    fn new_work_and_changed_nodes_or_apps_call_for_a_revive() {
+        let node = |name: &str, generation: i64, ready: bool| {
+            let mut node: Node = serde_json::from_value(json!({
+                "metadata": {"name": name, "generation": generation},
+                "status": {"conditions": [{"type": "Ready",
+                                           "status": if ready { "True" } else { "Unknown" }}]},
+            }))
+            .unwrap();
+            node.metadata.generation = Some(generation);
+            Arc::new(node)
+        };
+        let instance = |name: &str| Instance {
+            metadata: ObjectMeta::named("default", name),
+            ..Instance::default()
+        };
+        let (a, b) = (instance("a"), instance("b"));
+        let apps = [Arc::new(App::new("default", "web", AppSpec::default()))];
+        let nodes = [node("n1", 1, true), node("n2", 1, true)];
+        let declined = Situation::of(&[&a, &b], &nodes, &apps);
+        // Fewer pending, same world: the filters stand.
+        assert!(!declined.calls_for_revive(&Situation::of(&[&a], &nodes, &apps)));
+        // A new pending instance.
+        let c = instance("c");
+        assert!(declined.calls_for_revive(&Situation::of(&[&a, &c], &nodes, &apps)));
+        // A node's spec changed (cordon, attributes), a node became ready, or one came.
+        for changed in [
+            vec![node("n1", 2, true), node("n2", 1, true)],
+            vec![node("n1", 1, true), node("n2", 1, false)],
+            vec![
+                node("n1", 1, true),
+                node("n2", 1, true),
+                node("n3", 1, true),
+            ],
+        ] {
+            assert!(declined.calls_for_revive(&Situation::of(&[&a], &changed, &apps)));
+        }
+        // An App came (its instances have a template now) or changed.
+        let mut changed = (*apps[0]).clone();
+        changed.metadata.generation = Some(2);
+        assert!(declined.calls_for_revive(&Situation::of(&[&a], &nodes, &[Arc::new(changed)])));
+        assert!(declined.calls_for_revive(&Situation::of(&[&a], &nodes, &[])));
+    }
+
     /// Mesos' DECLINE and REVIVE: offers no pending instance fits are declined at once (here
     /// placement's own offers would otherwise stay open for 600 s), so the external framework
     /// gets those nodes; a new pending instance revives placement, which drops its filters
@@ -2101,8 +2201,15 @@ mod tests {
         // batch goes: its offers are rescinded, and the filters keep the nodes from placement.
         let batch = store.get(batch_key).await.unwrap().unwrap();
         store.delete(batch_key, batch.mod_revision).await.unwrap();
+        eventually("batch's offers rescinded", || async {
+            offers_of("batch").await == 0
+        })
+        .await;
+        // Rounds later (the broker debounces 20 ms), still nothing for placement.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(offers_of(FRAMEWORK).await, 0, "the filters hold");
+        let status = placement().await.status.unwrap();
+        assert!(!status.filters.is_empty(), "{status:#?}");
 
         add_instance(
             store.as_ref(),

@@ -31,13 +31,27 @@ use crate::time::Time;
 /// Marathon's `POST /v2/apps/{id}/restart`.
 pub const RESTARTED_AT_ANNOTATION: &str = "pacer.dev/restartedAt";
 
-/// The annotation a write puts on an App to ask that the version its change makes carry this
-/// version string (RFC 3339 with milliseconds) rather than the time the deployment controller
-/// sees the change. A `/v2/groups` write stamps one version on every app it changes, so a
-/// group change is one version across its apps, as in Marathon. The controller takes it only
-/// when it is later than the App's latest version (a stale one, left from an earlier change,
-/// is ignored).
+/// The annotation a write puts on an App to ask that the version its change makes carry a
+/// given version string (RFC 3339 with milliseconds) rather than the time the deployment
+/// controller sees the change. A `/v2/groups` write stamps one version on every app it changes,
+/// so a group change is one version across its apps, as in Marathon. The value,
+/// `<generation>@<version>` ([`requested_version_value`]), names the `metadata.generation` the
+/// write gives the App: the controller takes the version only for that generation, when it is
+/// later than the App's latest version, not before the App was created and not ahead of the
+/// controller's clock by more than a minute. Left over from an earlier change, or copied with
+/// a manifest, it is ignored.
 pub const REQUESTED_VERSION_ANNOTATION: &str = "pacer.dev/requestedVersion";
+
+/// The [`REQUESTED_VERSION_ANNOTATION`] value asking for `version` at `generation`.
+pub fn requested_version_value(generation: i64, version: &str) -> String {
+    format!("{generation}@{version}")
+}
+
+/// The generation and version of a [`REQUESTED_VERSION_ANNOTATION`] value.
+pub fn parse_requested_version(value: &str) -> Option<(i64, &str)> {
+    let (generation, version) = value.split_once('@')?;
+    Some((generation.parse().ok()?, version))
+}
 
 /// The label on Instances naming the config version they run, in label-safe form (see
 /// [`AppVersion::version_label`]): `pacer.dev/app-version=20150925T151348.343Z`.

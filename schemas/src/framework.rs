@@ -151,6 +151,14 @@ pub struct DeclineFilter {
     pub generation: Option<i64>,
 }
 
+impl DeclineFilter {
+    /// Whether the filter still holds at `now` for a framework at `generation`: before
+    /// `until`, and made under that generation (or a later one).
+    pub fn in_force(&self, now: Time, generation: Option<i64>) -> bool {
+        self.until > now && self.generation >= generation
+    }
+}
+
 /// The offer broker's view of a framework.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -113,6 +113,11 @@ pub struct OfferStatus {
         serialize_with = "crate::number::serialize_option"
     )]
     pub refuse_seconds: Option<f64>,
+    /// With phase `Declined`: the framework's `metadata.generation` the decline was made
+    /// under; its filter ends once the framework's generation moves past it (a revive).
+    /// Absent: the generation the broker sees when it handles the decline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework_generation: Option<i64>,
     /// Why it was declined or rescinded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

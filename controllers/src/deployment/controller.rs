@@ -34,9 +34,7 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use pacer_client::runtime::reflector;
 use pacer_schemas::app::{InstanceFailure, VersionInfo};
-use pacer_schemas::app_version::{
-    AppVersionSpec, REQUESTED_VERSION_ANNOTATION, RESTARTED_AT_ANNOTATION,
-};
+use pacer_schemas::app_version::{AppVersionSpec, RESTARTED_AT_ANNOTATION};
 use pacer_schemas::condition::{Condition, ConditionStatus, find_condition, set_condition};
 use pacer_schemas::deployment::{
     AUTO_REVERT_OF_ANNOTATION, ActionStatus, DeploymentAction, DeploymentActionKind,
@@ -59,7 +57,7 @@ use super::canary::{canary_size, canary_step};
 use super::dependencies::Dependencies;
 use super::objects::{
     action_of, app_ref, config_of, counts_as_capacity, instance_state, is_stop, new_app_version,
-    new_deployment, new_instance, now, requested_or_next_version, strategy_of,
+    new_deployment, new_instance, now, strategy_of, version_for_change,
 };
 use super::rolling::{StepPlan, plan_step};
 use super::writes::{KeyWrite, Unit, Written, write_units};
@@ -160,17 +158,6 @@ impl AppState<'_> {
             .as_ref()
             .and_then(|annotations| annotations.get(RESTARTED_AT_ANNOTATION))
             .cloned()
-    }
-
-    /// The version the App's writer asked its next version to carry, if any (see
-    /// [`REQUESTED_VERSION_ANNOTATION`]).
-    fn requested_version(&self) -> Option<&str> {
-        self.app
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(REQUESTED_VERSION_ANNOTATION))
-            .map(String::as_str)
     }
 
     /// Whether the App changed since its latest version.
@@ -660,10 +647,7 @@ impl DeploymentController {
             ));
         }
         let revision = state.max_revision + 1;
-        let version = requested_or_next_version(
-            state.requested_version(),
-            previous.map(|p| p.spec.version.as_str()),
-        );
+        let version = version_for_change(app, previous.map(|p| p.spec.version.as_str()));
         let restarted_at = state.restarted_at();
         let same_config =
             previous.is_some_and(|p| config_of(&p.spec.template) == config_of(&app.spec));

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use pacer_schemas::app::KillSelection;
-use pacer_schemas::app_version::{APP_VERSION_LABEL, AppVersionSpec};
+use pacer_schemas::app_version::{
+    APP_VERSION_LABEL, AppVersionSpec, REQUESTED_VERSION_ANNOTATION, parse_requested_version,
+};
 use pacer_schemas::deployment::{
     AppRef, DEPLOYMENT_FINALIZER, DeploymentAction, DeploymentActionKind, DeploymentPhase,
     DeploymentSpec, DeploymentStatus, DeploymentStep, labels as deployment_labels,
@@ -36,16 +38,37 @@ fn next_version(after: Option<&str>) -> String {
     AppVersion::version_string(at)
 }
 
-/// The version a new change gets when asked for `requested` (see
-/// [`REQUESTED_VERSION_ANNOTATION`](pacer_schemas::app_version::REQUESTED_VERSION_ANNOTATION)):
-/// that version when it is one and later than `after`, else [`next_version`].
-pub fn requested_or_next_version(requested: Option<&str>, after: Option<&str>) -> String {
-    let requested = requested.and_then(|text| text.parse::<jiff::Timestamp>().ok());
+/// How far ahead of this clock a requested version may be.
+const REQUESTED_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// The version the change that made `app`'s current generation gets: the one its
+/// [`REQUESTED_VERSION_ANNOTATION`] asks for when that names this generation and the version
+/// is later than `after` (the App's latest version), not before the App was created and not
+/// more than a minute ahead; else [`next_version`].
+pub fn version_for_change(app: &App, after: Option<&str>) -> String {
+    let requested = app
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(REQUESTED_VERSION_ANNOTATION))
+        .and_then(|value| parse_requested_version(value))
+        .filter(|(generation, _)| Some(*generation) == app.metadata.generation)
+        .and_then(|(_, version)| version.parse::<jiff::Timestamp>().ok());
     let after_time = after.and_then(|text| text.parse::<jiff::Timestamp>().ok());
+    let created = app.metadata.creation_timestamp.map(|time| {
+        time.timestamp()
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(time.timestamp())
+    });
+    let latest_allowed = jiff::Timestamp::now()
+        .checked_add(REQUESTED_AHEAD)
+        .unwrap_or(jiff::Timestamp::MAX);
     match requested {
         Some(at)
             if after_time
-                .is_none_or(|previous| at.as_millisecond() > previous.as_millisecond()) =>
+                .is_none_or(|previous| at.as_millisecond() > previous.as_millisecond())
+                && created.is_none_or(|created| at >= created)
+                && at <= latest_allowed =>
         {
             AppVersion::version_string(at)
         }
@@ -263,6 +286,8 @@ mod tests {
     use pacer_schemas::health::HealthCheck;
     use pacer_schemas::instance::{InstanceStatus, ReadinessCheckResult};
 
+    use pacer_schemas::app_version::requested_version_value;
+
     use super::*;
 
     #[test]
@@ -274,21 +299,57 @@ mod tests {
         assert_eq!(next_version(Some(future)), "2999-01-01T00:00:00.001Z");
     }
 
+    /// An App at `generation`, created at `created`, asking for `requested`.
+    fn asking(generation: i64, created: &str, requested: Option<&str>) -> App {
+        let mut app = App::new("default", "web", AppSpec::default());
+        app.metadata.generation = Some(generation);
+        app.metadata.creation_timestamp = Some(created.parse().unwrap());
+        if let Some(value) = requested {
+            app.metadata.annotations = Some(
+                [(REQUESTED_VERSION_ANNOTATION.to_owned(), value.to_owned())]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        app
+    }
+
     #[test]
-    fn a_requested_version_is_taken_only_when_later_than_the_latest() {
+    fn a_requested_version_is_taken_only_for_its_generation_and_when_later() {
+        let created = "2026-01-01T00:00:00Z";
         let first = "2026-01-01T00:00:00.100Z";
-        assert_eq!(requested_or_next_version(Some(first), None), first);
+        let app = asking(1, created, Some(&requested_version_value(1, first)));
+        assert_eq!(version_for_change(&app, None), first);
         let later = "2026-01-01T00:00:00.101Z";
-        assert_eq!(requested_or_next_version(Some(later), Some(first)), later);
-        // Stale (left from the change that made `first`), or not a version: a fresh one.
-        for requested in [
-            Some(first),
-            Some("2025-12-31T00:00:00.000Z"),
-            Some("soon"),
-            None,
+        let app = asking(2, created, Some(&requested_version_value(2, later)));
+        assert_eq!(version_for_change(&app, Some(first)), later);
+        // Ignored, for a fresh version: not later than the latest, for another generation
+        // (left from an earlier change), before the App was created (copied with a
+        // manifest), far ahead, not a version, or absent.
+        let ahead = AppVersion::version_string(
+            jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(3600))
+                .unwrap(),
+        );
+        for (generation, requested, after) in [
+            (2, Some(requested_version_value(2, first)), Some(first)),
+            (3, Some(requested_version_value(2, later)), Some(first)),
+            (
+                1,
+                Some(requested_version_value(1, "2025-06-01T00:00:00.000Z")),
+                None,
+            ),
+            (1, Some(requested_version_value(1, &ahead)), None),
+            (1, Some(requested_version_value(1, "soon")), None),
+            (1, Some(later.to_owned()), None),
+            (1, None, None),
         ] {
-            let version = requested_or_next_version(requested, Some(first));
-            assert!(version.as_str() > first, "{requested:?} gave {version}");
+            let app = asking(generation, created, requested.as_deref());
+            let version = version_for_change(&app, after);
+            assert!(
+                version.as_str() > later && version < ahead,
+                "{requested:?} at generation {generation} gave {version}"
+            );
         }
     }
 

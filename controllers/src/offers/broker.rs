@@ -24,8 +24,9 @@
 //! * A declined offer is deleted and its node filtered from the framework for the decline's
 //!   `refuseSeconds` (default 5), as Mesos filters: only while what the node would offer fits
 //!   within the declined resources (freed resources are offered at once), and only while the
-//!   framework's `metadata.generation` is the one it declined under (a revive —
-//!   `spec.reviveCount` raised — or any spec change drops its filters). An accepted one is consumed by [`accept_txn`] if its launches
+//!   framework's `metadata.generation` is the one it declined under (the offer's
+//!   `status.frameworkGeneration`, else the one the broker sees): a revive — `spec.reviveCount`
+//!   raised — or any spec change drops its filters. An accepted one is consumed by [`accept_txn`] if its launches
 //!   fit the offer, and otherwise deleted with the refusal recorded in the framework's status.
 //!
 //! [`accept_txn`]: super::accept::accept_txn
@@ -285,7 +286,7 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
                 .status
                 .iter()
                 .flat_map(|status| &status.filters)
-                .filter(|filter| filter.until > now && filter.generation >= generation)
+                .filter(|filter| filter.in_force(now, generation))
                 .cloned()
                 .collect();
             (*name, kept)
@@ -333,9 +334,8 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
         match phase {
             OfferPhase::Declined => {
                 if let Some((name, framework)) = framework {
-                    let seconds = offer
-                        .status
-                        .as_ref()
+                    let status = offer.status.as_ref();
+                    let seconds = status
                         .and_then(|status| status.refuse_seconds)
                         .unwrap_or(DEFAULT_REFUSE_SECONDS);
                     let until = add_seconds(now, seconds);
@@ -347,7 +347,9 @@ pub fn plan_round(input: RoundInput<'_>) -> RoundPlan {
                         node_name: spec.node_name.clone(),
                         until,
                         resources: Some(declined),
-                        generation: framework.metadata.generation,
+                        generation: status
+                            .and_then(|status| status.framework_generation)
+                            .or(framework.metadata.generation),
                     });
                 }
                 plan.removals.push(remove(Removal::Declined));

@@ -13,14 +13,24 @@ use crate::deployment::writes::{KeyWrite, Unit};
 use crate::rounds::{ControllerError, encode_at};
 use crate::store_source::registry_key;
 
-/// The decline of `offer` (read at `revision`) by `framework`, filtering the node for
-/// `refuse_seconds`, with `reason` recorded on the offer.
+/// How a framework declines.
+#[derive(Clone, Copy, Debug)]
+pub struct Decline<'a> {
+    /// The framework's name.
+    pub framework: &'a str,
+    /// Its `metadata.generation` as it declines (a later revive ends the filter).
+    pub generation: Option<i64>,
+    /// How long the node is filtered.
+    pub refuse_seconds: f64,
+    /// Why, recorded on the offer.
+    pub reason: &'a str,
+}
+
+/// The decline of `offer` (read at `revision`).
 pub fn decline_unit(
     offer: &Offer,
     revision: Revision,
-    framework: &str,
-    refuse_seconds: f64,
-    reason: &str,
+    decline: Decline<'_>,
 ) -> Result<Unit, ControllerError> {
     let name = offer.metadata.name_str();
     let key = registry_key::<Offer>(None, name);
@@ -28,16 +38,17 @@ pub fn decline_unit(
     declined.metadata.resource_version = None;
     declined.status = Some(OfferStatus {
         phase: OfferPhase::Declined,
-        answered_by: Some(framework.to_owned()),
-        refuse_seconds: Some(refuse_seconds),
-        reason: Some(reason.to_owned()),
+        answered_by: Some(decline.framework.to_owned()),
+        refuse_seconds: Some(decline.refuse_seconds),
+        framework_generation: decline.generation,
+        reason: Some(decline.reason.to_owned()),
         ..OfferStatus::default()
     });
     let write = KeyWrite::update(key.clone(), revision, encode_at(&key, &declined)?);
     Ok(Unit::new(
         format!(
-            "offer {name}: decline node {} for {refuse_seconds} s",
-            offer.spec.node_name
+            "offer {name}: decline node {} for {} s",
+            offer.spec.node_name, decline.refuse_seconds
         ),
         vec![write],
     ))

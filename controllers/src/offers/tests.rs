@@ -358,6 +358,28 @@ fn a_decline_filter_lapses_when_the_node_frees_more_or_the_framework_revives() {
     let again = plan(at(3), &nodes, &busy, &[], std::slice::from_ref(&revived));
     assert_eq!(again.offers.len(), 1, "{again:#?}");
     assert!(again.statuses[0].1.filters.is_empty());
+
+    // A decline made before a revive the broker sees first (the offer names the generation it
+    // was declined under) leaves no filter in force: the revive wins.
+    let mut late = open_offer(&again, "n0");
+    late.status = Some(OfferStatus {
+        phase: OfferPhase::Declined,
+        refuse_seconds: Some(60.0),
+        framework_generation: Some(1),
+        ..OfferStatus::default()
+    });
+    let handled = plan(
+        at(4),
+        &nodes,
+        &busy,
+        std::slice::from_ref(&late),
+        std::slice::from_ref(&revived),
+    );
+    assert_eq!(handled.removals[0].why, Removal::Declined);
+    let mut after = revived.clone();
+    after.status = handled.statuses.first().map(|(_, status)| status.clone());
+    let offered = plan(at(5), &nodes, &busy, &[], std::slice::from_ref(&after));
+    assert_eq!(offered.offers.len(), 1, "{offered:#?}");
 }
 
 #[test]

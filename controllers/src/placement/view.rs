@@ -94,13 +94,7 @@ impl NodeView {
                 .unwrap_or_default(),
             allocated: Scalars::default(),
             unschedulable: node.spec.unschedulable.unwrap_or(false),
-            ready: status.is_none_or(|status| {
-                status
-                    .conditions
-                    .iter()
-                    .filter(|condition| condition.type_ == "Ready")
-                    .all(|condition| condition.status == ConditionStatus::True)
-            }),
+            ready: is_ready(node),
             role: node
                 .spec
                 .role
@@ -459,4 +453,16 @@ impl Candidate {
 /// Node indexes are stored as u32 in per-App counts (a cluster has far fewer than 2³² nodes).
 pub(crate) fn node_index(node: usize) -> u32 {
     u32::try_from(node).unwrap_or(u32::MAX)
+}
+
+/// Whether the node is ready: its `Ready` condition is `True` (a node without one counts as
+/// ready; a lapsed lease makes it `Unknown`).
+pub fn is_ready(node: &Node) -> bool {
+    node.status.as_ref().is_none_or(|status| {
+        status
+            .conditions
+            .iter()
+            .filter(|condition| condition.type_ == "Ready")
+            .all(|condition| condition.status == ConditionStatus::True)
+    })
 }

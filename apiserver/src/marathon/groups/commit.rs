@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use axum::body::Body;
-use pacer_schemas::app_version::REQUESTED_VERSION_ANNOTATION;
+use pacer_schemas::app_version::{REQUESTED_VERSION_ANNOTATION, requested_version_value};
 use pacer_schemas::dependency::{cycle_text, cycle_through};
 use pacer_schemas::{App, MarathonId};
 use pacer_store::key::MAX_TXN_OPS;
@@ -217,8 +217,12 @@ async fn prepare(
             };
             let mut object =
                 app_json::to_object(&definition).map_err(|error| at_path(error, path))?;
-            object::set_annotation(&mut object, REQUESTED_VERSION_ANNOTATION, version)
-                .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), path))?;
+            object::set_annotation(
+                &mut object,
+                REQUESTED_VERSION_ANNOTATION,
+                &requested_version_value(1, version),
+            )
+            .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), path))?;
             let written = write::create_value(&request, object, None)
                 .await
                 .map_err(|error| at_path(MarathonError::from_api(error, &id.to_string()), path))?;
@@ -322,7 +326,8 @@ impl Update<'_> {
         }))
     }
 
-    /// The updated App as the write path would store it, asking for `version` if given.
+    /// The updated App as the write path would store it, asking for `version` (for the
+    /// generation a spec change gives it) if given.
     async fn dry_run(
         &self,
         id: &MarathonId,
@@ -331,7 +336,12 @@ impl Update<'_> {
         let written = write::guaranteed_update(self.request, Subresource::Main, false, |stored| {
             let mut new = app_json::updated_object(stored, self.fields, self.partial);
             if let Some(version) = version {
-                object::set_annotation(&mut new, REQUESTED_VERSION_ANNOTATION, version)?;
+                let next = object::meta(stored)?.generation.unwrap_or(0) + 1;
+                object::set_annotation(
+                    &mut new,
+                    REQUESTED_VERSION_ANNOTATION,
+                    &requested_version_value(next, version),
+                )?;
             }
             Ok(new)
         })
