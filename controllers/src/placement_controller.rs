@@ -1392,6 +1392,17 @@ mod tests {
         tokio::spawn(broker.run(None, shutdown.clone()))
     }
 
+    /// The placement controller on `store` (unfenced), until `shutdown`.
+    fn start_placement(
+        store: &Arc<dyn Store>,
+        config: PlacementConfig,
+        shutdown: &CancellationToken,
+    ) -> tokio::task::JoinHandle<Result<(), PlacementError>> {
+        let controller =
+            PlacementController::new(Arc::clone(store), Informers::new(Arc::clone(store)), config);
+        tokio::spawn(controller.run(None, shutdown.clone()))
+    }
+
     async fn list<K: Resource>(store: &dyn Store) -> Vec<K> {
         let page = store
             .list(&registry_prefix::<K>(), &ListOptions::default())
@@ -1449,12 +1460,7 @@ mod tests {
         .await;
         let shutdown = CancellationToken::new();
         let broker = start_broker(&store, &shutdown);
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
-            config(),
-        );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let task = start_placement(&store, config(), &shutdown);
 
         eventually("three bindings", || async {
             instances(store.as_ref())
@@ -1663,12 +1669,7 @@ mod tests {
         }
         let shutdown = CancellationToken::new();
         // The controller first, so that it starts with no offer at all.
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
-            config(),
-        );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let task = start_placement(&store, config(), &shutdown);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let broker = start_broker(&store, &shutdown);
         eventually("30 bindings", || async {
@@ -1776,15 +1777,14 @@ mod tests {
             .await;
         }
         let shutdown = CancellationToken::new();
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
+        let task = start_placement(
+            &store,
             PlacementConfig {
                 suppress_after: Duration::from_millis(300),
                 ..config()
             },
+            &shutdown,
         );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
         let broker = start_broker(&store, &shutdown);
         eventually("12 bindings", || async {
             instances(store.as_ref())
@@ -1877,12 +1877,7 @@ mod tests {
         .await;
         let shutdown = CancellationToken::new();
         let broker = start_broker(&store, &shutdown);
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
-            config(),
-        );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let task = start_placement(&store, config(), &shutdown);
         let nodes = list::<Node>(store.as_ref()).await;
         let mut seed: u64 = 0x0FFE_2026_5EED;
         let mut below = move |n: u64| {
@@ -2002,15 +1997,14 @@ mod tests {
         .await;
         let shutdown = CancellationToken::new();
         let broker = start_broker(&store, &shutdown);
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
+        let task = start_placement(
+            &store,
             PlacementConfig {
                 suppress_after: Duration::from_millis(300),
                 ..config()
             },
+            &shutdown,
         );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
         let suppressed = || async {
             list::<Framework>(store.as_ref())
                 .await
@@ -2163,15 +2157,14 @@ mod tests {
         .await;
         let shutdown = CancellationToken::new();
         let broker = start_broker(&store, &shutdown);
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
+        let task = start_placement(
+            &store,
             PlacementConfig {
                 decline_refuse: Duration::from_secs(600),
                 ..config()
             },
+            &shutdown,
         );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
         let offers_of = |framework: &'static str| {
             let store = Arc::clone(&store);
             async move {
@@ -2259,12 +2252,7 @@ mod tests {
         }
         let shutdown = CancellationToken::new();
         let broker = start_broker(&store, &shutdown);
-        let controller = PlacementController::new(
-            Arc::clone(&store),
-            Informers::new(Arc::clone(&store)),
-            config(),
-        );
-        let task = tokio::spawn(controller.run(None, shutdown.clone()));
+        let task = start_placement(&store, config(), &shutdown);
         let rack_of = |node: &str| match node {
             "n1" | "n2" => "r1",
             "n3" | "n4" => "r2",
