@@ -493,12 +493,24 @@ impl PlacementController {
             .filter(|role| *role == UNRESERVED_ROLE || reserved.contains(role))
             .collect();
         // New work, or Nodes or Apps changed, since its last declines: revive, so that the
-        // declined nodes are offered again.
-        let situation = Situation::of(&pending, &nodes, &caches.apps.state());
-        let revive = self
-            .last_decline
-            .as_ref()
-            .is_none_or(|declined| declined.calls_for_revive(&situation));
+        // declined nodes are offered again (only worth a look while a filter is in force).
+        let wall = now();
+        let filtered = caches.frameworks.state().iter().any(|framework| {
+            (framework.metadata.name_str() == FRAMEWORK || managed_by_placement(framework))
+                && has_filters(framework, wall)
+        });
+        let mut revived_in = None;
+        if filtered {
+            let current = Situation::of(&pending, &nodes, &apps);
+            if self
+                .last_decline
+                .as_ref()
+                .is_none_or(|declined| declined.calls_for_revive(&current))
+            {
+                revived_in = Some(current);
+            }
+        }
+        let revive = revived_in.is_some();
         let own = self
             .steer_frameworks(caches, &wanted, &reserved, revive, leadership, &mut outcome)
             .await?;
@@ -508,9 +520,9 @@ impl PlacementController {
             self.last_decline = None;
             return Ok(outcome);
         }
-        if revive {
-            // Revived (if it held filters) for this situation: not again until it changes.
-            self.last_decline = Some(situation.clone());
+        if let Some(situation) = revived_in {
+            // Revived for this situation: not again until it changes.
+            self.last_decline = Some(situation);
         }
         let now = now();
         let offers = caches.offers.state();
@@ -577,7 +589,7 @@ impl PlacementController {
                 stats.declined += 1;
             }
             if stats.declined > 0 {
-                self.last_decline = Some(situation);
+                self.last_decline = Some(Situation::of(&pending, &nodes, &apps));
             }
         }
         let mut placed_now: Vec<BoundInstance> = Vec::with_capacity(plan.bindings.len());
