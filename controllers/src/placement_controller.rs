@@ -494,10 +494,10 @@ impl PlacementController {
             .collect();
         // New work, or Nodes or Apps changed, since its last declines: revive, so that the
         // declined nodes are offered again (only worth a look while a filter is in force).
-        let wall = now();
+        let now = now();
         let filtered = caches.frameworks.state().iter().any(|framework| {
             (framework.metadata.name_str() == FRAMEWORK || managed_by_placement(framework))
-                && has_filters(framework, wall)
+                && has_filters(framework, now)
         });
         let mut revived_in = None;
         if filtered {
@@ -524,7 +524,6 @@ impl PlacementController {
             // Revived for this situation: not again until it changes.
             self.last_decline = Some(situation);
         }
-        let now = now();
         let offers = caches.offers.state();
         let open: Vec<&Offer> = offers
             .iter()
@@ -846,21 +845,22 @@ impl PlacementController {
                     let write = KeyWrite::create(key.clone(), encode_at(&key, &framework)?);
                     (name, write, "create")
                 }
-                Some(framework)
-                    if framework.spec.suppressed.unwrap_or(false) != suppress
-                        || (revive && !suppress && has_filters(framework, wall)) =>
-                {
+                Some(framework) => {
+                    let toggle = framework.spec.suppressed.unwrap_or(false) != suppress;
+                    // Unsuppressed already, with filters to drop: a revive of its own.
+                    let drop_filters =
+                        !toggle && revive && !suppress && has_filters(framework, wall);
+                    if !toggle && !drop_filters {
+                        continue;
+                    }
                     let name = framework.metadata.name_str().to_owned();
                     let key = registry_key::<Framework>(None, &name);
                     let mut updated = (**framework).clone();
-                    let what = if framework.spec.suppressed.unwrap_or(false) != suppress {
-                        if suppress { "suppress" } else { "revive" }
-                    } else {
-                        // Unsuppressed already: only the filters go.
+                    if drop_filters {
                         updated.spec.revive_count =
                             Some(framework.spec.revive_count.unwrap_or(0) + 1);
-                        "revive"
-                    };
+                    }
+                    let what = if suppress { "suppress" } else { "revive" };
                     updated.spec.suppressed = Some(suppress);
                     // Any spec change ends the decline filters (a new generation).
                     updated.metadata.generation =
@@ -873,7 +873,6 @@ impl PlacementController {
                     );
                     (name, write, what)
                 }
-                Some(_) => continue,
             };
             units.push(Unit::new(format!("framework {name}: {what}"), vec![write]));
             actions.push((name, role.clone(), what));
